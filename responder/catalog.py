@@ -1,0 +1,193 @@
+"""The action catalogue: every Ansible role under the runbooks directories that declares
+`meta/argument_specs.yml`. The role is the contract; the engine knows no action by name."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from responder.errors import ConfigError, Problem
+from responder.playbook import strict_yaml
+
+_TYPES = {"str", "int", "bool", "list", "dict", "path", "raw", "float"}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    type: str = "str"
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] = ()
+    elements: str | None = None
+    description: str = ""
+    no_log: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """One role, described by its argument_specs and its meta/responder.yml."""
+
+    name: str
+    path: Path
+    summary: str
+    options: Mapping[str, OptionSpec]
+    changes: str = ""
+    undo: str = ""
+    requires: tuple[str, ...] = ()
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    actions: Mapping[str, Action]
+    roots: tuple[Path, ...]
+
+    def get(self, name: str) -> Action | None:
+        return self.actions.get(name)
+
+    def suggest(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self.actions), n=1, cutoff=0.6)
+        return f"did you mean {close[0]!r}?" if close else f"known actions: {', '.join(sorted(self.actions))}"
+
+
+def load_catalog(roots: Iterable[Path]) -> Catalog:
+    """Read every role under `roots`. Two roles with one name are an error, never an override."""
+    actions: dict[str, Action] = {}
+    problems: list[str] = []
+    root_list = tuple(Path(r) for r in roots)
+    for root in root_list:
+        if not root.is_dir():
+            raise ConfigError(f"runbooks directory {root} does not exist")
+        for role_dir in sorted(p for p in root.iterdir() if (p / "meta" / "argument_specs.yml").is_file()):
+            try:
+                action = _load_action(role_dir)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            if action.name in actions:
+                problems.append(
+                    f"action {action.name!r} is defined twice: {actions[action.name].path} and {role_dir}"
+                )
+                continue
+            actions[action.name] = action
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return Catalog(actions=actions, roots=root_list)
+
+
+def _read_yaml(path: Path) -> Any:
+    doc, problems = strict_yaml.load(path.read_text(encoding="utf-8"), str(path))
+    if problems:
+        raise ConfigError("\n".join(p.render() for p in problems))
+    return doc.data
+
+
+def _load_action(role_dir: Path) -> Action:
+    specs = _read_yaml(role_dir / "meta" / "argument_specs.yml")
+    try:
+        main = specs["argument_specs"]["main"]
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{role_dir}/meta/argument_specs.yml: needs argument_specs.main") from exc
+    options: dict[str, OptionSpec] = {}
+    for name, raw in (main.get("options") or {}).items():
+        opt_type = raw.get("type", "str")
+        if opt_type not in _TYPES:
+            raise ConfigError(f"{role_dir}: option {name!r} has unsupported type {opt_type!r}")
+        options[name] = OptionSpec(
+            name=name,
+            type=opt_type,
+            required=bool(raw.get("required", False)),
+            default=raw.get("default"),
+            choices=tuple(raw.get("choices") or ()),
+            elements=raw.get("elements"),
+            description=_text(raw.get("description", "")),
+            no_log=bool(raw.get("no_log", False)),
+        )
+    meta_path = role_dir / "meta" / "responder.yml"
+    meta = _read_yaml(meta_path) if meta_path.is_file() else {}
+    return Action(
+        name=role_dir.name,
+        path=role_dir,
+        summary=_text(main.get("short_description", "")),
+        options=options,
+        changes=_text(meta.get("changes", "")),
+        undo=_text(meta.get("undo", "")),
+        requires=tuple(meta.get("requires") or ()),
+        outputs=dict(meta.get("outputs") or {}),
+        example=dict(meta.get("example") or {}),
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value or "")
+
+
+def _type_ok(value: Any, opt_type: str) -> bool:
+    if opt_type in ("str", "path"):
+        return isinstance(value, str)
+    if opt_type == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if opt_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if opt_type == "bool":
+        return isinstance(value, bool)
+    if opt_type == "list":
+        return isinstance(value, list)
+    if opt_type == "dict":
+        return isinstance(value, dict)
+    return True
+
+
+def check_arguments(
+    action: Action,
+    values: Mapping[str, Any],
+    problem_at: Any,
+    is_template: Any,
+    path: tuple[str | int, ...],
+) -> list[Problem]:
+    """Check `with:` against the role's argument spec; templated values are checked after rendering.
+
+    `problem_at(path, message, hint)` builds a located Problem; `is_template(v)` tells templates apart.
+    """
+    problems: list[Problem] = []
+    for key, value in values.items():
+        opt = action.options.get(key)
+        if opt is None:
+            close = difflib.get_close_matches(key, list(action.options), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"{action.name} takes: {', '.join(action.options) or 'nothing'}"
+            problems.append(problem_at((*path, key), f"action {action.name!r} has no argument {key!r}", hint))
+            continue
+        if is_template(value):
+            continue
+        if not _type_ok(value, opt.type):
+            problems.append(
+                problem_at(
+                    (*path, key),
+                    f"argument {key!r} of {action.name!r} must be of type {opt.type}, got {type(value).__name__}",
+                    "quote numbers and words meant as text",
+                )
+            )
+            continue
+        if opt.choices and value not in opt.choices:
+            problems.append(
+                problem_at((*path, key), f"argument {key!r} must be one of {list(opt.choices)}, got {value!r}", "")
+            )
+        if opt.type == "list" and opt.elements and opt.elements != "raw":
+            for i, item in enumerate(value):
+                if not is_template(item) and not _type_ok(item, opt.elements):
+                    problems.append(
+                        problem_at((*path, key, i), f"items of {key!r} must be of type {opt.elements}", "")
+                    )
+    for name, opt in action.options.items():
+        if opt.required and name not in values and opt.default is None:
+            problems.append(
+                problem_at(path, f"action {action.name!r} needs argument {name!r}", opt.description[:120])
+            )
+    return problems

@@ -1,0 +1,384 @@
+"""`responder` command line. The only place that prints for people and maps errors to exit codes.
+
+Imports are lazy on purpose: `responder --help` must answer in well under 150 ms, and Ansible
+alone costs ~0.45 s to import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from responder.catalog import Catalog
+    from responder.engine import Engine, RunOutcome
+    from responder.playbook.model import Playbook
+    from responder.settings import Settings
+
+EXIT_CODES = {
+    0: "success (validate: all files valid; run: every step succeeded or was skipped)",
+    1: "internal error (a bug: please report it with the traceback)",
+    2: "invalid input: playbook, params, config, command line, or a request the incident's state refuses",
+    3: "a step failed",
+    4: "a host was unreachable",
+    5: "Ansible configuration error (unknown module, broken role) or ansible-runner could not start",
+    6: "a step timed out",
+    10: "paused: a step awaits `responder approve`",
+    11: "denied: an approver refused a step",
+    130: "interrupted (SIGINT/SIGTERM); the timeline says what was and was not done",
+}
+
+STATUS_EXIT = {
+    "succeeded": 0,
+    "failed": 3,
+    "host_unreachable": 4,
+    "config_error": 5,
+    "timed_out": 6,
+    "awaiting_approval": 10,
+    "denied": 11,
+    "interrupted": 130,
+}
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("locations")
+    group.add_argument("--data-dir", default=default, help="timeline, runs and evidence (env RESPONDER_DATA_DIR)")
+    group.add_argument("--playbooks-dir", action="append", default=argparse.SUPPRESS if suppress else [],
+                       help="extra playbook directory (repeatable)")
+    group.add_argument("--runbooks-dir", action="append", default=argparse.SUPPRESS if suppress else [],
+                       help="extra runbooks (roles) directory (repeatable)")
+    group.add_argument("--config", default=default, help="config file (TOML; env RESPONDER_CONFIG)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog="responder",
+        description="Run incident-response playbooks against Docker hosts through Ansible, "
+        "with every step on an incident timeline.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from responder import __version__
+
+    parser.add_argument("--version", action="version", version=f"responder {__version__}")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, suppress=True)
+        return p
+
+    run = command("run", "run a playbook: open an incident and execute its steps")
+    run.add_argument("playbook", help="playbook file, or the name of a playbook in a playbooks directory")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="param value (repeatable); secret params come from RESPONDER_SECRET_<NAME>")
+    run.add_argument("-i", "--inventory", help="Ansible inventory (default: localhost, local connection)")
+    run.add_argument("-l", "--limit", help="limit to these hosts (Ansible pattern)")
+    run.add_argument("--dry-run", action="store_true", help="change nothing; print the resolved plan")
+    run.add_argument("--as", dest="actor", help="who is running this (default: user@host)")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+
+    validate = command("validate", "check playbooks; exit 0 if all are valid, 2 otherwise")
+    validate.add_argument("paths", nargs="*", help="files or directories (default: all known playbooks)")
+
+    command("playbooks", "list known playbooks")
+    command("actions", "list actions (runbook roles) and their arguments")
+
+    incidents = command("incidents", "list incidents, newest first")
+    incidents.add_argument("--limit", type=int, default=50)
+
+    show = command("show", "show an incident's status and timeline")
+    show.add_argument("incident")
+
+    approve = command("approve", "approve a paused step and continue the incident")
+    approve.add_argument("incident")
+    approve.add_argument("step", nargs="?", help="the gated step to approve")
+    approve.add_argument("--all", action="store_true", help="approve every remaining gated step")
+    approve.add_argument("--as", dest="actor", help="approver (default: user@host)")
+    approve.add_argument("--reason", default="", help="why, for the timeline")
+    approve.add_argument("--quiet", action="store_true")
+
+    deny = command("deny", "refuse a paused step; the incident ends")
+    deny.add_argument("incident")
+    deny.add_argument("--as", dest="actor", help="who refuses (default: user@host)")
+    deny.add_argument("--reason", default="", help="why, for the timeline")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from responder.errors import PlaybookError, ResponderError
+
+    try:
+        handler = globals()["cmd_" + args.command]
+        return int(handler(args))
+    except PlaybookError as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); nothing was run.", file=sys.stderr)
+        return exc.exit_code
+    except ResponderError as exc:
+        print(f"responder: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("responder: interrupted", file=sys.stderr)
+        return 130
+
+
+# helpers -------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from responder.settings import load_settings
+
+    return load_settings(
+        data_dir=getattr(args, "data_dir", None),
+        playbooks_dirs=getattr(args, "playbooks_dir", None) or [],
+        runbooks_dirs=getattr(args, "runbooks_dir", None) or [],
+        config=getattr(args, "config", None),
+    )
+
+
+def _catalog(settings: Settings) -> Catalog:
+    from responder.catalog import load_catalog
+
+    return load_catalog(settings.runbook_dirs)
+
+
+def _playbook_files(settings: Settings) -> list[Path]:
+    files: list[Path] = []
+    for directory in settings.playbook_dirs:
+        if directory.is_dir():
+            files += sorted(p for p in directory.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    return files
+
+
+def _find_playbook(ref: str, settings: Settings) -> Path:
+    from responder.errors import UsageError
+
+    path = Path(ref)
+    if path.is_file():
+        return path.resolve()
+    for candidate in _playbook_files(settings):
+        if candidate.stem == ref:
+            return candidate
+    known = ", ".join(p.stem for p in _playbook_files(settings)) or "none"
+    raise UsageError(f"no playbook file or name {ref!r} (known: {known})")
+
+
+def _timeline(settings: Settings) -> Any:
+    from responder.settings import ensure_private_dir
+    from responder.timeline import Timeline
+
+    ensure_private_dir(settings.data_dir)
+    return Timeline(settings.database)
+
+
+def _engine(settings: Settings, catalog: Catalog, quiet: bool) -> tuple[Engine, Any]:
+    from responder.engine import Engine
+    from responder.execution.runner import AnsibleRunnerExecutor, CancelToken
+    from responder.progress import Progress
+
+    progress = Progress(sys.stdout, quiet=quiet)
+    cancel = CancelToken()
+    engine = Engine(
+        settings, catalog, _timeline(settings), AnsibleRunnerExecutor(),
+        on_timeline=progress.timeline_event, on_runner_event=progress.runner_event, cancel=cancel,
+    )
+    return engine, cancel
+
+
+class _Signals:
+    """SIGINT/SIGTERM cancel the run (ansible-runner then kills ansible-playbook's group)."""
+
+    def __init__(self, cancel: Any) -> None:
+        self.cancel = cancel
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        import signal
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.cancel.is_set():
+                raise KeyboardInterrupt
+            print(f"\nresponder: {signal.Signals(signum).name} received, stopping the run...", file=sys.stderr)
+            self.cancel.cancel("interrupted")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+
+
+def _finish(outcome: RunOutcome) -> int:
+    if outcome.awaiting_step:
+        print(
+            f"\n{outcome.incident_id} is paused before step {outcome.awaiting_step}.\n"
+            f"  approve: responder approve {outcome.incident_id} {outcome.awaiting_step}\n"
+            f"  deny:    responder deny {outcome.incident_id}"
+        )
+    else:
+        print(f"\n{outcome.incident_id}: {outcome.status}. Timeline: responder show {outcome.incident_id}")
+    return STATUS_EXIT.get(outcome.status, 1)
+
+
+# commands ------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from responder import params as params_mod
+    from responder.engine import RunRequest, default_actor
+    from responder.playbook.parse import load_playbook
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    playbook = load_playbook(_find_playbook(args.playbook, settings), catalog)
+    values, secrets = params_mod.resolve(playbook, params_mod.parse_assignments(args.param))
+    inventory = args.inventory or settings.inventory
+    if inventory:
+        inventory = str(Path(inventory).resolve())
+    request = RunRequest(
+        playbook=playbook, params=values, secrets=secrets, actor=args.actor or os.environ.get("RESPONDER_ACTOR")
+        or default_actor(), inventory=inventory, limit=args.limit,
+        trigger={"source": "cli", "command": "run"},
+    )
+    engine, cancel = _engine(settings, catalog, args.quiet)
+    with _Signals(cancel):
+        if args.dry_run:
+            from responder.progress import print_dry_run
+
+            report = engine.dry_run(request)
+            return print_dry_run(sys.stdout, playbook, request, report, catalog)
+        return _finish(engine.start(request))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from responder.errors import PlaybookError
+    from responder.playbook.parse import load_playbook
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    files: list[Path] = []
+    for raw in args.paths or []:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml"))
+        else:
+            files.append(path)
+    if not args.paths:
+        files = _playbook_files(settings)
+    bad = 0
+    for file in files:
+        try:
+            playbook = load_playbook(file, catalog)
+            print(f"ok      {file}  ({playbook.name}: {len(playbook.steps)} steps)")
+        except PlaybookError as exc:
+            bad += 1
+            print(f"invalid {file}", file=sys.stderr)
+            for problem in exc.problems:
+                print("  " + problem.render().replace("\n", "\n  "), file=sys.stderr)
+    print(f"{len(files) - bad} valid, {bad} invalid")
+    return 2 if bad else 0
+
+
+def cmd_playbooks(args: argparse.Namespace) -> int:
+    from responder.errors import PlaybookError
+    from responder.playbook.parse import load_playbook
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    for file in _playbook_files(settings):
+        try:
+            pb = load_playbook(file, catalog)
+        except PlaybookError as exc:
+            print(f"{file.stem:24} INVALID ({len(exc.problems)} problems: responder validate {file})")
+            continue
+        params = ", ".join(
+            f"{p.name}{'*' if p.required else ''}{' (secret)' if p.secret else ''}" for p in pb.params
+        )
+        print(f"{pb.name:24} {pb.severity:8} {pb.description}")
+        print(f"{'':24} file: {file}")
+        print(f"{'':24} params: {params or 'none'}   steps: {' -> '.join(s.id for s in pb.steps)}")
+    return 0
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    import yaml
+
+    catalog = _catalog(_settings(args))
+    for name, action in sorted(catalog.actions.items()):
+        print(f"{name}: {action.summary}")
+        print(f"  role: {action.path}")
+        for opt in action.options.values():
+            flags = "required" if opt.required else f"default {opt.default!r}"
+            print(f"  - {opt.name} ({opt.type}, {flags}){' [secret]' if opt.no_log else ''}: {opt.description}")
+        if action.changes:
+            print(f"  changes: {action.changes}")
+        print(f"  undo: {action.undo or 'not reversible'}")
+        if action.example:
+            example = yaml.safe_dump([dict(action.example)], sort_keys=False).rstrip()
+            print("  example:\n" + "\n".join("    " + line for line in example.splitlines()))
+        print()
+    return 0
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    timeline = _timeline(_settings(args))
+    rows = timeline.incidents(args.limit)
+    if not rows:
+        print("no incidents yet")
+    for inc in rows:
+        waiting = f" (next: {inc.next_step})" if inc.next_step else ""
+        print(f"{inc.id}  {inc.status:18} {inc.severity:8} {inc.playbook}{waiting}  by {inc.actor}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from responder.progress import print_incident
+
+    timeline = _timeline(_settings(args))
+    print_incident(sys.stdout, timeline, args.incident)
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from responder import params as params_mod
+    from responder.engine import default_actor
+    from responder.errors import UsageError
+
+    if bool(args.step) == bool(args.all):
+        raise UsageError("name one step to approve, or give --all")
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    engine, cancel = _engine(settings, catalog, args.quiet)
+    actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
+    engine.approve(args.incident, None if args.all else [args.step], actor, args.reason)
+    incident = engine.timeline.incident(args.incident)
+    secrets = params_mod.SecretValues(
+        {n: os.environ[params_mod.secret_env_name(n)] for n in incident.secret_params
+         if params_mod.secret_env_name(n) in os.environ}
+    )
+    with _Signals(cancel):
+        return _finish(engine.resume(args.incident, secrets))
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    from responder.engine import default_actor
+
+    settings = _settings(args)
+    engine, _ = _engine(settings, _catalog(settings), quiet=False)
+    engine.deny(args.incident, args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor(), args.reason)
+    print(f"{args.incident}: denied")
+    return STATUS_EXIT["denied"]

@@ -1,0 +1,575 @@
+"""The incident engine: plans steps, batches them between approval gates, hands each batch to
+an Executor and writes everything that happens onto the timeline.
+
+The engine knows no action by name: steps name roles, roles declare their arguments, and
+results come back as typed events. Only the CLI (or the server) talks to people.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from responder.catalog import Catalog, check_arguments
+from responder.errors import PlaybookError, Problem, StateError
+from responder.evidence import EvidenceProblem, record_from_output
+from responder.execution.ansible_input import StepInvocation
+from responder.execution.events import RunnerEvent, StepOutcome, StepResult
+from responder.execution.runner import Batch, CancelToken, Executor
+from responder.ids import new_incident_id, utc_now
+from responder.params import SecretValues
+from responder.playbook import templating
+from responder.playbook.model import Approval, OnFailure, Playbook, Step
+from responder.playbook.parse import secret_param_name
+from responder.settings import Settings, ensure_private_dir
+from responder.timeline import Event, Incident, IncidentStatus, Timeline
+
+_FINAL_STEP = {s.value for s in StepOutcome} - {StepOutcome.NOT_RUN.value}
+_STOPPING = {
+    StepOutcome.CONFIG_ERROR: IncidentStatus.CONFIG_ERROR,
+    StepOutcome.UNREACHABLE: IncidentStatus.HOST_UNREACHABLE,
+    StepOutcome.TIMED_OUT: IncidentStatus.TIMED_OUT,
+    StepOutcome.INTERRUPTED: IncidentStatus.INTERRUPTED,
+}
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    playbook: Playbook
+    params: Mapping[str, Any]
+    secrets: SecretValues
+    actor: str
+    inventory: str | None = None
+    limit: str | None = None
+    trigger: Mapping[str, Any] = field(default_factory=lambda: {"source": "cli"})
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step with its arguments rendered; what the dry run prints and the executor runs."""
+
+    step: Step
+    args: Mapping[str, Any]
+    secret_args: Mapping[str, str]
+    skipped: str | None = None
+
+    def invocation(self) -> StepInvocation:
+        return StepInvocation(
+            step_id=self.step.id,
+            role=self.step.action,
+            args=self.args,
+            secret_args=self.secret_args,
+            hosts=self.step.hosts or "all",
+            on_failure=self.step.on_failure,
+            timeout=self.step.timeout,
+        )
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    incident_id: str
+    status: IncidentStatus
+    steps: Mapping[str, str]
+    awaiting_step: str | None = None
+
+
+@dataclass
+class DryRunStep:
+    planned: PlannedStep
+    result: StepResult | None = None
+    note: str = ""
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        timeline: Timeline,
+        executor: Executor,
+        on_timeline: Callable[[Event], None] = lambda e: None,
+        on_runner_event: Callable[[RunnerEvent], None] = lambda e: None,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.timeline = timeline
+        self.executor = executor
+        self.on_timeline = on_timeline
+        self.on_runner_event = on_runner_event
+        self.cancel = cancel or CancelToken()
+
+    # public entry points --------------------------------------------------------------------
+
+    def start(self, request: RunRequest) -> RunOutcome:
+        """Open an incident and run the playbook up to its end or its first approval gate."""
+        playbook = request.playbook
+        for value in request.secrets.values.values():
+            self.timeline.redactor.add(value)
+        incident = Incident(
+            id=new_incident_id(),
+            created_at=utc_now(),
+            updated_at=utc_now(),
+            status=IncidentStatus.RUNNING,
+            playbook=playbook.name,
+            playbook_path=str(playbook.source),
+            playbook_sha256=playbook.sha256,
+            severity=playbook.severity,
+            params=dict(request.params),
+            secret_params=tuple(sorted(request.secrets.values)),
+            trigger=dict(request.trigger),
+            inventory=request.inventory,
+            host_limit=request.limit,
+            next_step=None,
+            actor=request.actor,
+        )
+        self.timeline.create_incident(incident)
+        self._event(
+            incident.id,
+            "incident_opened",
+            f"incident opened: playbook {playbook.name} ({playbook.severity})",
+            actor=request.actor,
+            data={
+                "playbook": playbook.name,
+                "playbook_path": str(playbook.source),
+                "playbook_sha256": playbook.sha256,
+                "params": dict(request.params),
+                "secret_params": sorted(request.secrets.values),
+                "trigger": dict(request.trigger),
+                "inventory": request.inventory,
+                "limit": request.limit,
+            },
+        )
+        return self._advance(incident, playbook, request.params, request.secrets)
+
+    def approve(self, incident_id: str, steps: list[str] | None, actor: str, reason: str = "") -> list[str]:
+        """Record approval of the named gated steps (None: every remaining gate)."""
+        incident = self.timeline.incident(incident_id)
+        if incident.status is not IncidentStatus.AWAITING_APPROVAL:
+            raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
+        playbook = self._playbook_for(incident)
+        done = self.timeline.steps(incident_id)
+        gated = [s.id for s in playbook.steps if s.approval is Approval.REQUIRED and s.id not in done]
+        chosen = gated if steps is None else steps
+        for step_id in chosen:
+            if step_id not in gated:
+                raise StateError(
+                    f"step {step_id!r} of {incident_id} is not waiting for approval (gated: {', '.join(gated) or 'none'})"
+                )
+        for step_id in chosen:
+            self._event(
+                incident_id, "approval_granted", f"step {step_id} approved by {actor}" + (f": {reason}" if reason else ""),
+                step=step_id, actor=actor, data={"decision": "approved", "reason": reason},
+            )
+        return chosen
+
+    def resume(self, incident_id: str, secrets: SecretValues) -> RunOutcome:
+        incident = self.timeline.incident(incident_id)
+        if incident.status is not IncidentStatus.AWAITING_APPROVAL:
+            raise StateError(f"incident {incident_id} is {incident.status}; only a paused incident can continue")
+        for value in secrets.values.values():
+            self.timeline.redactor.add(value)
+        missing = set(incident.secret_params) - set(secrets.values)
+        if missing:
+            raise StateError(
+                "secret params are never stored; set them again to continue: "
+                + ", ".join(f"RESPONDER_SECRET_{m.upper()}" for m in sorted(missing))
+            )
+        playbook = self._playbook_for(incident)
+        self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
+        self._event(incident_id, "incident_resumed", "incident resumed after approval")
+        return self._advance(incident, playbook, incident.params, secrets)
+
+    def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
+        incident = self.timeline.incident(incident_id)
+        if incident.status is not IncidentStatus.AWAITING_APPROVAL:
+            raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
+        step = incident.next_step
+        self._event(
+            incident_id, "approval_denied", f"step {step} denied by {actor}" + (f": {reason}" if reason else ""),
+            step=step, actor=actor, data={"decision": "denied", "reason": reason},
+        )
+        playbook = self._playbook_for(incident, check_hash=False)
+        self._close(incident_id, playbook, IncidentStatus.DENIED)
+
+    def dry_run(self, request: RunRequest) -> list[DryRunStep]:
+        """Resolve everything, run the modules in check mode, change nothing, record nothing."""
+        playbook = request.playbook
+        report: list[DryRunStep] = []
+        outputs: dict[str, dict[str, Any]] = {}
+        scratch = ensure_private_dir(self.settings.runs_dir / f"dry-run-{new_incident_id()}")
+        try:
+            pending: list[PlannedStep] = []
+            for step in playbook.steps:
+                context = self._context("DRY-RUN", playbook, request.params, outputs)
+                if pending and self._depends_on(step, {p.step.id for p in pending}):
+                    self._dry_batch(request, pending, report, outputs, scratch)
+                    pending = []
+                    context = self._context("DRY-RUN", playbook, request.params, outputs)
+                planned = self._plan_step(step, context, request.secrets)
+                if planned.skipped:
+                    report.append(DryRunStep(planned, note=planned.skipped))
+                    continue
+                pending.append(planned)
+            if pending:
+                self._dry_batch(request, pending, report, outputs, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        order = {s.id: i for i, s in enumerate(playbook.steps)}
+        return sorted(report, key=lambda r: order[r.planned.step.id])
+
+    # the run loop ---------------------------------------------------------------------------
+
+    def _advance(
+        self, incident: Incident, playbook: Playbook, params: Mapping[str, Any], secrets: SecretValues
+    ) -> RunOutcome:
+        incident_id = incident.id
+        ledger = self.timeline.steps(incident_id)
+        outputs = {sid: out for sid, (status, out) in ledger.items()}
+        approved = {e.step for e in self.timeline.events(incident_id) if e.kind == "approval_granted"}
+        steps = [s for s in playbook.steps if ledger.get(s.id, ("", {}))[0] not in _FINAL_STEP]
+        batch_number = sum(1 for e in self.timeline.events(incident_id) if e.kind == "batch_started")
+        index = 0
+        while index < len(steps):
+            batch: list[PlannedStep] = []
+            while index < len(steps):
+                step = steps[index]
+                context = self._context(incident_id, playbook, params, outputs)
+                if step.approval is Approval.REQUIRED and step.id not in approved:
+                    if batch:
+                        break
+                    self.timeline.set_status(incident_id, IncidentStatus.AWAITING_APPROVAL, next_step=step.id)
+                    self._event(
+                        incident_id, "approval_requested",
+                        f"step {step.id} ({step.action}) needs approval: responder approve {incident_id} {step.id}",
+                        step=step.id, data={"action": step.action, "description": step.description},
+                    )
+                    return self._outcome(incident_id, awaiting=step.id)
+                if batch and self._depends_on(step, {p.step.id for p in batch}):
+                    break
+                try:
+                    planned = self._plan_step(step, context, secrets)
+                except PlaybookError as exc:
+                    self._record_step(incident_id, step.id, StepOutcome.CONFIG_ERROR, str(exc))
+                    return self._close(incident_id, playbook, IncidentStatus.CONFIG_ERROR)
+                index += 1
+                if planned.skipped:
+                    self._record_step(incident_id, step.id, StepOutcome.SKIPPED, planned.skipped)
+                    outputs[step.id] = {}
+                    continue
+                batch.append(planned)
+            if not batch:
+                continue
+            batch_number += 1
+            stop = self._run_batch(incident, playbook, batch, secrets, batch_number, outputs)
+            if stop is not None:
+                return self._close(incident_id, playbook, stop)
+        return self._close(incident_id, playbook, None)
+
+    def _run_batch(
+        self,
+        incident: Incident,
+        playbook: Playbook,
+        batch: list[PlannedStep],
+        secrets: SecretValues,
+        number: int,
+        outputs: dict[str, dict[str, Any]],
+    ) -> IncidentStatus | None:
+        incident_id = incident.id
+        ids = [p.step.id for p in batch]
+        run_dir = ensure_private_dir(self.settings.runs_dir / incident_id / f"{number:02d}-{ids[0]}")
+        evidence_root = ensure_private_dir(self.settings.evidence_dir)
+        ensure_private_dir(evidence_root / incident_id)
+        self._event(
+            incident_id, "batch_started", f"running {', '.join(ids)} in one Ansible run",
+            data={"steps": ids, "private_data_dir": str(run_dir)},
+        )
+        secret_values = {
+            p.step.id: {arg: secrets.values[name] for arg, name in p.secret_args.items()} for p in batch if p.secret_args
+        }
+        planned = {p.step.id: p for p in batch}
+        for p in batch:
+            self.timeline.set_step(incident_id, p.step.id, "running")
+
+        def on_event(event: RunnerEvent) -> None:
+            self._runner_event(incident_id, planned, event)
+
+        result = self.executor.run(
+            Batch(
+                incident_id=incident_id,
+                name=f"{number:02d}",
+                steps=[p.invocation() for p in batch],
+                private_data_dir=run_dir,
+                runbook_dirs=self.settings.runbook_dirs,
+                context=self._ansible_context(incident_id),
+                secret_values=secret_values,
+                inventory=incident.inventory,
+                limit=incident.host_limit,
+            ),
+            on_event,
+            self.cancel,
+        )
+        stop: IncidentStatus | None = None
+        for step_result in result.steps:
+            step = planned[step_result.step_id].step
+            if stop is not None:
+                self._record_step(incident_id, step.id, StepOutcome.NOT_RUN, "not run: an earlier step stopped the run")
+                continue
+            host_outputs = {h: r.outputs for h, r in step_result.hosts.items()}
+            self._collect_evidence(incident_id, step.id, step_result)
+            merged = self._merge_outputs(step_result)
+            outputs[step.id] = merged
+            self._record_step(
+                incident_id, step.id, step_result.outcome, step_result.message, merged,
+                hosts={h: {"outcome": r.outcome, "message": r.message, "reason": r.reason, "changed": r.changed}
+                       for h, r in step_result.hosts.items()},
+                host_outputs=host_outputs,
+            )
+            if step_result.outcome in _STOPPING:
+                stop = _STOPPING[step_result.outcome]
+            elif step_result.outcome is StepOutcome.FAILED and step.on_failure is OnFailure.ABORT:
+                stop = IncidentStatus.FAILED
+        return stop
+
+    def _runner_event(self, incident_id: str, planned: Mapping[str, PlannedStep], event: RunnerEvent) -> None:
+        self.on_runner_event(event)
+        step_id = event.step_id
+        if step_id not in planned:
+            return
+        if event.kind == "playbook_on_play_start":
+            step = planned[step_id].step
+            self._event(
+                incident_id, "step_started", f"step {step_id} ({step.action}) started",
+                step=step_id, data={"action": step.action, "args": dict(planned[step_id].args),
+                                    "secret_args": sorted(planned[step_id].secret_args)},
+            )
+            return
+        status = {
+            "runner_on_ok": "changed" if event.result.get("changed") else "ok",
+            "runner_on_failed": "ignored_failure" if event.ignore_errors else "failed",
+            "runner_on_unreachable": "unreachable",
+            "runner_on_skipped": "skipped",
+        }.get(event.kind)
+        if status is None:
+            return
+        message = f"{event.task}: {status}"
+        if event.message and status in ("failed", "unreachable", "ignored_failure"):
+            message += f": {event.message[:2000]}"
+        self._event(
+            incident_id, "task_result", message, step=step_id, host=event.host,
+            data={"task": event.task, "action": event.action, "status": status,
+                  "changed": bool(event.result.get("changed")), "runner_event": event.kind,
+                  "reason": str(event.result.get("reason", ""))},
+        )
+
+    def _collect_evidence(self, incident_id: str, step_id: str, result: StepResult) -> None:
+        for host, host_result in result.hosts.items():
+            items = host_result.outputs.get("evidence")
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                try:
+                    record = record_from_output(
+                        item, evidence_root=self.settings.evidence_dir, incident_id=incident_id,
+                        step_id=step_id, host=host, collector=default_actor(),
+                    )
+                except EvidenceProblem as exc:
+                    self._event(incident_id, "evidence_problem", str(exc), step=step_id, host=host)
+                    continue
+                self.timeline.add_evidence(record)
+                match = record.sha256_source == record.sha256_controller
+                self._event(
+                    incident_id, "evidence_recorded",
+                    f"{record.kind} evidence {Path(record.path).name}: sha256 {record.sha256_controller}"
+                    + ("" if match else f" MISMATCH (source {record.sha256_source})"),
+                    step=step_id, host=host,
+                    data={"kind": record.kind, "path": record.path, "source_path": record.source_path,
+                          "sha256_source": record.sha256_source, "sha256_controller": record.sha256_controller,
+                          "size": record.size, "container_id": record.container_id, "match": match},
+                )
+
+    @staticmethod
+    def _merge_outputs(result: StepResult) -> dict[str, Any]:
+        """steps.<id>.outputs: the single host's outputs, or the first host's plus a per-host map."""
+        if not result.hosts:
+            return {}
+        hosts = sorted(result.hosts)
+        merged = dict(result.hosts[hosts[0]].outputs)
+        if len(hosts) > 1:
+            merged["by_host"] = {h: result.hosts[h].outputs for h in hosts}
+        return merged
+
+    # planning -------------------------------------------------------------------------------
+
+    def _context(
+        self, incident_id: str, playbook: Playbook, params: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "params": dict(params),
+            "steps": {sid: {"outputs": out} for sid, out in outputs.items()},
+            "incident": {"id": incident_id, "playbook": playbook.name},
+        }
+
+    def _ansible_context(self, incident_id: str) -> dict[str, Any]:
+        return {
+            "incident": incident_id,
+            "evidence_dir": str(self.settings.evidence_dir / incident_id),
+            "host_evidence_root": self.settings.host_evidence_root,
+        }
+
+    @staticmethod
+    def _depends_on(step: Step, batch_ids: set[str]) -> bool:
+        refs: set[str] = set()
+        stack: list[Any] = [dict(step.with_)]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+            elif templating.is_template(value):
+                refs |= templating.references(value).steps
+        return bool(refs & batch_ids)
+
+    def _plan_step(self, step: Step, context: Mapping[str, Any], secrets: SecretValues) -> PlannedStep:
+        if step.when is not None and not templating.evaluate(step.when, context):
+            return PlannedStep(step, {}, {}, skipped=f"skipped: `when: {step.when}` is false")
+        action = self.catalog.get(step.action)
+        problems: list[Problem] = []
+        file = str(context["incident"]["playbook"])
+
+        def problem_at(path: tuple[Any, ...], message: str, hint: str = "") -> Problem:
+            return Problem(file, step.line, None, message, ".".join(str(p) for p in path), hint)
+
+        if action is None:
+            raise PlaybookError([problem_at(("steps", step.id), f"unknown action {step.action!r}")])
+        args: dict[str, Any] = {}
+        secret_args: dict[str, str] = {}
+        for key, value in step.with_.items():
+            name = secret_param_name(value)
+            if name is not None and name in secrets.values:
+                secret_args[key] = name
+                continue
+            try:
+                args[key] = templating.render_value(value, context)
+            except Exception as exc:  # jinja raises many types; all mean "this value cannot be built"
+                problems.append(problem_at(("steps", step.id, "with", key), f"cannot render: {exc}"))
+        problems += check_arguments(action, args, problem_at, lambda v: False, ("steps", step.id, "with"))
+        problems = [p for p in problems if not any(p.message.endswith(f"argument {a!r}") for a in secret_args)]
+        if problems:
+            raise PlaybookError(problems)
+        return PlannedStep(step, args, secret_args)
+
+    def _dry_batch(
+        self,
+        request: RunRequest,
+        pending: list[PlannedStep],
+        report: list[DryRunStep],
+        outputs: dict[str, dict[str, Any]],
+        scratch: Path,
+    ) -> None:
+        run_dir = ensure_private_dir(scratch / f"{len(report):02d}")
+        result = self.executor.run(
+            Batch(
+                incident_id="DRY-RUN",
+                name="dry-run",
+                steps=[p.invocation() for p in pending],
+                private_data_dir=run_dir,
+                runbook_dirs=self.settings.runbook_dirs,
+                context={"incident": "INC-00000000-000000-0000", "evidence_dir": str(scratch / "evidence"),
+                         "host_evidence_root": self.settings.host_evidence_root},
+                secret_values={p.step.id: {a: request.secrets.values[n] for a, n in p.secret_args.items()}
+                               for p in pending if p.secret_args},
+                inventory=request.inventory,
+                limit=request.limit,
+                check_mode=True,
+            ),
+            self.on_runner_event,
+            self.cancel,
+        )
+        by_id = {r.step_id: r for r in result.steps}
+        for p in pending:
+            step_result = by_id.get(p.step.id)
+            outputs[p.step.id] = self._merge_outputs(step_result) if step_result else {}
+            report.append(DryRunStep(p, step_result))
+
+    # bookkeeping ----------------------------------------------------------------------------
+
+    def _playbook_for(self, incident: Incident, check_hash: bool = True) -> Playbook:
+        from responder.playbook.parse import load_playbook
+
+        playbook = load_playbook(Path(incident.playbook_path), self.catalog)
+        if check_hash and playbook.sha256 != incident.playbook_sha256:
+            raise StateError(
+                f"{incident.playbook_path} changed since {incident.id} started (sha256 "
+                f"{incident.playbook_sha256[:12]} -> {playbook.sha256[:12]}); restore it or start a new incident"
+            )
+        return playbook
+
+    def _record_step(
+        self,
+        incident_id: str,
+        step_id: str,
+        outcome: StepOutcome,
+        message: str,
+        outputs: Mapping[str, Any] | None = None,
+        hosts: Mapping[str, Any] | None = None,
+        host_outputs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.timeline.set_step(incident_id, step_id, outcome, outputs)
+        text = f"step {step_id}: {outcome}" + (f": {message}" if message else "")
+        data: dict[str, Any] = {"outcome": outcome}
+        if hosts:
+            data["hosts"] = dict(hosts)
+        if host_outputs:
+            data["outputs"] = dict(host_outputs)
+        self._event(incident_id, "step_finished", text, step=step_id, data=data)
+
+    def _close(self, incident_id: str, playbook: Playbook, stop: IncidentStatus | None) -> RunOutcome:
+        ledger = self.timeline.steps(incident_id)
+        for step in playbook.steps:
+            if step.id not in ledger:
+                self._record_step(incident_id, step.id, StepOutcome.NOT_RUN, "not run")
+        ledger = self.timeline.steps(incident_id)
+        if stop is None:
+            failed = [sid for sid, (status, _) in ledger.items() if status == StepOutcome.FAILED]
+            stop = IncidentStatus.FAILED if failed else IncidentStatus.SUCCEEDED
+        done = [s.id for s in playbook.steps if ledger[s.id][0] in (StepOutcome.SUCCEEDED, StepOutcome.FAILED)]
+        not_done = [s.id for s in playbook.steps if ledger[s.id][0] in (StepOutcome.NOT_RUN, StepOutcome.INTERRUPTED,
+                                                                          StepOutcome.TIMED_OUT)]
+        self.timeline.set_status(incident_id, stop)
+        self._event(
+            incident_id, "incident_closed" if stop is not IncidentStatus.INTERRUPTED else "incident_interrupted",
+            f"incident {stop}: done {', '.join(done) or 'nothing'}; not done {', '.join(not_done) or 'nothing'}",
+            data={"status": stop, "done": done, "not_done": not_done,
+                  "steps": {sid: status for sid, (status, _) in ledger.items()}},
+        )
+        return self._outcome(incident_id)
+
+    def _outcome(self, incident_id: str, awaiting: str | None = None) -> RunOutcome:
+        incident = self.timeline.incident(incident_id)
+        steps = {sid: status for sid, (status, _) in self.timeline.steps(incident_id).items()}
+        return RunOutcome(incident_id, incident.status, steps, awaiting)
+
+    def _event(
+        self, incident_id: str, kind: str, message: str, *, step: str | None = None, host: str | None = None,
+        actor: str = "responder", data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        event = self.timeline.append(incident_id, kind, message, step=step, host=host, actor=actor, data=data)
+        self.on_timeline(event)
+        return event

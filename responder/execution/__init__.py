@@ -1,0 +1,1 @@
+"""Running planned steps through ansible-runner and reading back what happened."""

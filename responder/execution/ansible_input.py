@@ -1,0 +1,115 @@
+"""What ansible-runner is handed: a generated playbook, extravars, and a default inventory.
+
+The generated playbook is trusted text that responder writes from validated identifiers only
+(step IDs, role names, host patterns). Every value — params, alert fields, rendered `with:`
+arguments — travels in `env/extravars` as YAML tagged `!unsafe`: ansible-core 2.19 loads
+`-e @file` as trusted templates, and !unsafe is what keeps `{{ lookup('pipe', ...) }}` inside a
+value a literal string (see security reference §2.2, approach a). Secrets never go there at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from responder.execution.events import STEP_PLAY_PREFIX
+from responder.playbook.model import OnFailure
+
+
+@dataclass(frozen=True)
+class StepInvocation:
+    """One step as Ansible will run it."""
+
+    step_id: str
+    role: str
+    args: Mapping[str, Any]
+    secret_args: Mapping[str, str] = field(default_factory=dict)  # argument -> secret param name
+    hosts: str = "all"
+    on_failure: OnFailure = OnFailure.ABORT
+    timeout: int = 600
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("!unsafe", value)
+
+
+def _plain_keys(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.MappingNode:
+    # Keys are variable names, never templated: keep them plain so the file reads naturally.
+    pairs = [(dumper.represent_scalar("tag:yaml.org,2002:str", str(k)), dumper.represent_data(v))
+             for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))]
+    return yaml.MappingNode("tag:yaml.org,2002:map", pairs)
+
+
+_UnsafeDumper.add_representer(str, _unsafe_str)
+_UnsafeDumper.add_representer(dict, _plain_keys)
+
+
+def dump_extravars(values: Mapping[str, Any]) -> str:
+    """YAML in which every string value is `!unsafe` (keys are never templated)."""
+    return yaml.dump(dict(values), Dumper=_UnsafeDumper, sort_keys=True, allow_unicode=True, width=1 << 20)
+
+
+def _secret_expr(step_id: str, arg: str) -> str:
+    # Trusted template written by responder; it reads only responder's own keys. Lookup results
+    # are untrusted data in Ansible, so the secret value itself is never templated.
+    return (
+        "{{ (lookup('ansible.builtin.file', responder.secrets_file) | from_json)"
+        f"['{step_id}']['{arg}'] }}}}"
+    )
+
+
+def build_playbook(steps: Sequence[StepInvocation]) -> list[dict[str, Any]]:
+    """One play per step, so events name their step and a failed host drops out of later steps."""
+    plays: list[dict[str, Any]] = []
+    for step in steps:
+        role_vars: dict[str, str] = {
+            arg: f"{{{{ responder.steps.{step.step_id}.{arg} }}}}" for arg in step.args
+        }
+        for arg in step.secret_args:
+            role_vars[arg] = _secret_expr(step.step_id, arg)
+        include: dict[str, Any] = {
+            "name": f"{STEP_PLAY_PREFIX}{step.step_id}",
+            "ansible.builtin.include_role": {"name": step.role},
+            "vars": role_vars,
+        }
+        if step.secret_args:
+            include["no_log"] = True
+        block: dict[str, Any] = {"block": [include], "timeout": step.timeout}
+        if step.on_failure is OnFailure.CONTINUE:
+            block["rescue"] = [
+                {
+                    "name": f"{STEP_PLAY_PREFIX}{step.step_id} failed; on_failure is continue",
+                    "ansible.builtin.meta": "clear_host_errors",
+                }
+            ]
+        plays.append(
+            {
+                "name": f"{STEP_PLAY_PREFIX}{step.step_id}",
+                "hosts": step.hosts,
+                "gather_facts": False,
+                "tasks": [block],
+            }
+        )
+    return plays
+
+
+def default_inventory() -> dict[str, Any]:
+    """localhost over the local connection, with the controller's own Python."""
+    return {
+        "all": {
+            "hosts": {
+                "localhost": {
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                }
+            }
+        }
+    }

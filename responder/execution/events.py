@@ -1,0 +1,200 @@
+"""ansible-runner's event dicts become typed events here, at the edge, and outcomes are
+classified from events rather than exit codes: ansible-playbook exits 4 both for an unreachable
+host and for a playbook that does not parse."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+STEP_PLAY_PREFIX = "responder:"
+
+
+class StepOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNREACHABLE = "host_unreachable"
+    CONFIG_ERROR = "config_error"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    NOT_RUN = "not_run"
+
+
+# Worst first: a step's overall outcome is the worst of its hosts'.
+SEVERITY_ORDER = [
+    StepOutcome.CONFIG_ERROR,
+    StepOutcome.INTERRUPTED,
+    StepOutcome.TIMED_OUT,
+    StepOutcome.UNREACHABLE,
+    StepOutcome.FAILED,
+    StepOutcome.NOT_RUN,
+    StepOutcome.SUCCEEDED,
+    StepOutcome.SKIPPED,
+]
+
+_CONFIG_ERROR_MARKERS = (
+    "couldn't resolve module/action",
+    "was not found in configured module paths",
+    "validation of arguments failed",
+    "the role '",
+    "unable to retrieve file contents",
+    "template error",
+)
+
+
+@dataclass(frozen=True)
+class RunnerEvent:
+    kind: str
+    counter: int
+    uuid: str
+    created: str
+    play: str | None
+    task: str | None
+    action: str | None
+    host: str | None
+    role: str | None
+    result: Mapping[str, Any] = field(default_factory=dict)
+    stdout: str = ""
+    ignore_errors: bool = False
+
+    @property
+    def step_id(self) -> str | None:
+        if self.play and self.play.startswith(STEP_PLAY_PREFIX):
+            return self.play[len(STEP_PLAY_PREFIX):]
+        return None
+
+    @property
+    def message(self) -> str:
+        msg = self.result.get("msg") or self.result.get("reason") or ""
+        return str(msg) if not isinstance(msg, str) else msg
+
+    @property
+    def looks_like_config_error(self) -> bool:
+        text = self.message.lower()
+        return any(marker in text for marker in _CONFIG_ERROR_MARKERS)
+
+
+def from_runner(raw: Mapping[str, Any]) -> RunnerEvent:
+    data = raw.get("event_data") or {}
+    res = data.get("res") if isinstance(data.get("res"), dict) else {}
+    return RunnerEvent(
+        kind=str(raw.get("event", "")),
+        counter=int(raw.get("counter", 0) or 0),
+        uuid=str(raw.get("uuid", "")),
+        created=str(raw.get("created", "")),
+        play=data.get("play"),
+        task=data.get("task"),
+        action=data.get("task_action") or data.get("resolved_action"),
+        host=data.get("host") or data.get("remote_addr"),
+        role=data.get("role"),
+        result=res or {},
+        stdout=str(raw.get("stdout", "") or ""),
+        ignore_errors=bool(data.get("ignore_errors")),
+    )
+
+
+@dataclass
+class HostResult:
+    outcome: StepOutcome = StepOutcome.NOT_RUN
+    message: str = ""
+    reason: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    changed: bool = False
+    tasks_ok: int = 0
+
+
+@dataclass
+class StepResult:
+    step_id: str
+    started: bool = False
+    hosts: dict[str, HostResult] = field(default_factory=dict)
+    outcome: StepOutcome = StepOutcome.NOT_RUN
+    message: str = ""
+
+    def host(self, name: str) -> HostResult:
+        return self.hosts.setdefault(name, HostResult())
+
+    def finish(self) -> None:
+        if not self.hosts:
+            if self.outcome is StepOutcome.NOT_RUN and self.started:
+                self.outcome = StepOutcome.FAILED
+                self.message = self.message or "no hosts matched the step's host pattern"
+            return
+        worst = min((h.outcome for h in self.hosts.values()), key=SEVERITY_ORDER.index)
+        if self.outcome not in (StepOutcome.INTERRUPTED, StepOutcome.TIMED_OUT, StepOutcome.CONFIG_ERROR):
+            self.outcome = worst
+        if not self.message:
+            self.message = next((h.message for h in self.hosts.values() if h.outcome is worst and h.message), "")
+
+
+class Classifier:
+    """Folds a run's events into one StepResult per step, host by host."""
+
+    def __init__(self, step_ids: list[str]) -> None:
+        self.steps = {sid: StepResult(sid) for sid in step_ids}
+        self.playbook_error = ""
+        self.plays_started = 0
+
+    def feed(self, event: RunnerEvent) -> None:
+        step = self.steps.get(event.step_id or "")
+        if event.kind == "playbook_on_play_start":
+            self.plays_started += 1
+            if step:
+                step.started = True
+            return
+        if event.kind == "error" or (event.kind == "verbose" and "ERROR!" in event.stdout):
+            self.playbook_error = self.playbook_error or event.stdout.strip()
+        if step is None:
+            return
+        if event.kind == "playbook_on_no_hosts_matched":
+            step.message = "no hosts matched the step's host pattern"
+            return
+        if not event.host:
+            return
+        host = step.host(event.host)
+        if event.kind == "runner_on_ok":
+            host.tasks_ok += 1
+            host.changed = host.changed or bool(event.result.get("changed"))
+            facts = event.result.get("ansible_facts") or {}
+            if isinstance(facts.get("responder_output"), dict):
+                host.outputs = dict(facts["responder_output"])
+            if host.outcome is StepOutcome.NOT_RUN:
+                host.outcome = StepOutcome.SUCCEEDED
+        elif event.kind == "runner_on_failed" and not event.ignore_errors:
+            host.outcome = StepOutcome.CONFIG_ERROR if event.looks_like_config_error else StepOutcome.FAILED
+            host.message = event.message
+            host.reason = str(event.result.get("reason", ""))
+            output = event.result.get("output")
+            if isinstance(output, dict):
+                host.outputs = dict(output)
+            if "timed out" in host.message.lower() or "expected time frame" in host.message.lower():
+                host.outcome = StepOutcome.TIMED_OUT
+        elif event.kind == "runner_on_unreachable":
+            host.outcome = StepOutcome.UNREACHABLE
+            host.message = event.message
+        elif event.kind == "runner_on_skipped" and host.outcome is StepOutcome.NOT_RUN:
+            host.outcome = StepOutcome.SUCCEEDED
+
+    def result(self, *, canceled: str | None, rc: int | None) -> list[StepResult]:
+        results = list(self.steps.values())
+        if self.plays_started == 0 and (rc or canceled is None):
+            for step in results:
+                step.outcome = StepOutcome.CONFIG_ERROR
+                step.message = self.playbook_error or f"ansible-playbook failed before any step started (rc={rc})"
+            return results
+        current = None
+        for step in results:
+            if step.started:
+                current = step
+        for step in results:
+            if canceled and step is current:
+                step.outcome = StepOutcome.TIMED_OUT if canceled == "timeout" else StepOutcome.INTERRUPTED
+                step.message = "step exceeded its timeout" if canceled == "timeout" else "run interrupted"
+                for host in step.hosts.values():
+                    if host.outcome in (StepOutcome.SUCCEEDED, StepOutcome.NOT_RUN):
+                        host.outcome = step.outcome
+            step.finish()
+        return results

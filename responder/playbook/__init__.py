@@ -1,0 +1,1 @@
+"""Response playbooks: strict loading, the typed model, validation, templating and schema."""

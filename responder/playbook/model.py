@@ -1,0 +1,133 @@
+"""The playbook format, v1: field tables (one source for validation and the JSON Schema) and
+the immutable model a validated playbook becomes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+IDENT = r"^[a-z][a-z0-9_]{0,63}$"
+# Ansible host patterns, restricted to characters that cannot start a Jinja template.
+HOST_PATTERN = r"^[A-Za-z0-9_.:*!&,\-\[\]]{1,256}$"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class ParamType(StrEnum):
+    STRING = "string"
+    INT = "int"
+    BOOL = "bool"
+    LIST = "list"
+
+
+class OnFailure(StrEnum):
+    ABORT = "abort"
+    CONTINUE = "continue"
+
+
+class Approval(StrEnum):
+    NONE = "none"
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One key of a playbook mapping: its JSON type and constraints."""
+
+    type: str  # JSON Schema type name, or "any"
+    description: str
+    required: bool = False
+    enum: tuple[Any, ...] = ()
+    pattern: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+    default: Any = None
+
+
+TOP_FIELDS: dict[str, FieldSpec] = {
+    "version": FieldSpec("integer", "Format version; only 1 exists.", enum=(1,), default=1),
+    "name": FieldSpec("string", "Short identifier of the playbook.", required=True, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
+    "description": FieldSpec("string", "What the playbook is for, shown by `responder playbooks`.", required=True),
+    "severity": FieldSpec("string", "Severity of the incidents it answers.", required=True, enum=tuple(Severity)),
+    "params": FieldSpec("object", "Typed inputs, given with -p key=value or mapped from an alert."),
+    "steps": FieldSpec("array", "The ordered response steps.", required=True),
+    "match": FieldSpec("object", "Alert routing (reserved for the webhook; not interpreted by `run`)."),
+}
+
+PARAM_FIELDS: dict[str, FieldSpec] = {
+    "type": FieldSpec("string", "Value type.", enum=tuple(ParamType), default="string"),
+    "required": FieldSpec("boolean", "Whether the run refuses to start without it.", default=False),
+    "default": FieldSpec("any", "Value used when none is given (data, never a template)."),
+    "description": FieldSpec("string", "Shown in `responder playbooks` and errors."),
+    "pattern": FieldSpec("string", "Regular expression a string value (or each list item) must match fully."),
+    "secret": FieldSpec(
+        "boolean",
+        "Secret value: read from RESPONDER_SECRET_<NAME>, never stored, logged or put in extravars.",
+        default=False,
+    ),
+}
+
+STEP_FIELDS: dict[str, FieldSpec] = {
+    "id": FieldSpec("string", "Unique step identifier; later steps refer to it as steps.<id>.", required=True, pattern=IDENT),
+    "action": FieldSpec("string", "The action: a role in a runbooks directory.", required=True, pattern=IDENT),
+    "with": FieldSpec("object", "Arguments for the action, checked against its meta/argument_specs.yml."),
+    "on_failure": FieldSpec("string", "What a failure of this step does to the run.", enum=tuple(OnFailure), default="abort"),
+    "timeout": FieldSpec("integer", "Seconds the step may take before it is cancelled.", minimum=1, maximum=86400, default=600),
+    "approval": FieldSpec("string", "`required` pauses the incident until `responder approve`.", enum=tuple(Approval), default="none"),
+    "when": FieldSpec("string", "Jinja expression over params; the step is skipped when it is false."),
+    "hosts": FieldSpec("string", "Ansible host pattern for this step (default: all targeted hosts).", pattern=HOST_PATTERN),
+    "description": FieldSpec("string", "Why this step is here, for the people reading the timeline."),
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: ParamType
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    pattern: str = ""
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    action: str
+    with_: Mapping[str, Any] = field(default_factory=dict)
+    on_failure: OnFailure = OnFailure.ABORT
+    timeout: int = 600
+    approval: Approval = Approval.NONE
+    when: str | None = None
+    hosts: str | None = None
+    description: str = ""
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Playbook:
+    name: str
+    description: str
+    severity: Severity
+    params: tuple[ParamSpec, ...]
+    steps: tuple[Step, ...]
+    source: Path
+    sha256: str
+    match: Mapping[str, Any] | None = None
+    version: int = 1
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)

@@ -1,0 +1,132 @@
+"""What people see in the terminal: live progress, the dry-run plan, an incident's timeline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING
+
+from responder.execution.events import RunnerEvent, StepOutcome
+
+if TYPE_CHECKING:
+    from responder.catalog import Catalog
+    from responder.engine import DryRunStep, RunRequest
+    from responder.playbook.model import Playbook
+    from responder.timeline import Event, Timeline
+
+_MARK = {
+    "succeeded": "ok  ",
+    "skipped": "skip",
+    "not_run": "--  ",
+}
+
+
+class Progress:
+    """Prints timeline events as they are written; runner events only feed the task lines."""
+
+    def __init__(self, out: IO[str], quiet: bool = False) -> None:
+        self.out = out
+        self.quiet = quiet
+
+    def _print(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    def timeline_event(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "incident_opened":
+            self._print(f"{event.incident_id} opened: {event.message}")
+        elif kind == "step_started":
+            self._print(f"> {event.step}: started ({event.data.get('action')})")
+        elif kind == "task_result":
+            status = event.data.get("status", "")
+            self._print(f"    {event.host:<20} {status:<10} {event.data.get('task')}"
+                        + (f" -- {event.message.split(': ', 2)[-1]}" if status in ("failed", "unreachable") else ""))
+        elif kind == "step_finished":
+            outcome = event.data.get("outcome", "")
+            mark = _MARK.get(outcome, "FAIL")
+            self._print(f"[{mark}] {event.message}")
+        elif kind in ("evidence_recorded", "evidence_problem", "approval_requested", "approval_granted",
+                      "approval_denied", "incident_closed", "incident_interrupted", "incident_resumed"):
+            self._print(f"  * {event.message}")
+
+    def runner_event(self, event: RunnerEvent) -> None:
+        """Live runner events; the timeline already shows results, so nothing extra by default."""
+
+
+def print_dry_run(
+    out: IO[str], playbook: Playbook, request: RunRequest, report: Sequence[DryRunStep], catalog: Catalog
+) -> int:
+    w = out.write
+    w(f"DRY RUN of {playbook.name} ({playbook.severity}) -- nothing was changed, no incident was opened\n")
+    w(f"  inventory: {request.inventory or 'localhost (local connection)'}"
+      f"{'  limit: ' + request.limit if request.limit else ''}\n")
+    w(f"  params: {json.dumps(dict(request.params), sort_keys=True)}"
+      f"{'  secret params: ' + ', '.join(sorted(request.secrets.values)) if request.secrets.values else ''}\n\n")
+    worst = 0
+    for index, item in enumerate(report, 1):
+        step = item.planned.step
+        action = catalog.get(step.action)
+        gate = "  [approval required]" if step.approval.value == "required" else ""
+        w(f"{index}. {step.id}: {step.action} on hosts '{step.hosts or 'all'}'{gate}\n")
+        if item.note:
+            w(f"     {item.note}\n\n")
+            continue
+        args = dict(item.planned.args)
+        args.update({k: "******** (secret)" for k in item.planned.secret_args})
+        w(f"     with: {json.dumps(args, sort_keys=True)}\n")
+        if action and action.changes:
+            w(f"     changes: {action.changes}\n")
+        result = item.result
+        if result is None:
+            w("     (not reached)\n\n")
+            continue
+        if not result.hosts:
+            w(f"     {result.outcome}: {result.message}\n")
+        for host, host_result in sorted(result.hosts.items()):
+            out_data = host_result.outputs
+            w(f"     host {host}: {host_result.outcome}")
+            if host_result.outcome is not StepOutcome.SUCCEEDED:
+                worst = 2
+                w(f" -- {host_result.message}")
+            w("\n")
+            if out_data.get("container_id"):
+                w(f"       container: {out_data.get('container_id')} ({out_data.get('container_name')})\n")
+                w(f"       image: {out_data.get('image')} [{out_data.get('image_id')}]\n")
+                nets = out_data.get("networks")
+                names = [n.get("name") if isinstance(n, dict) else n for n in nets] if isinstance(nets, list) else nets
+                if names is not None:
+                    w(f"       networks: {', '.join(map(str, names)) or 'none'}\n")
+                if "restart_policy" in out_data:
+                    w(f"       restart policy: {out_data.get('restart_policy')}   --rm: {out_data.get('auto_remove')}\n")
+            if out_data.get("would_change"):
+                w(f"       would: {out_data['would_change']}\n")
+        w("\n")
+    return worst
+
+
+def print_incident(out: IO[str], timeline: Timeline, incident_id: str) -> None:
+    inc = timeline.incident(incident_id)
+    w = out.write
+    w(f"{inc.id}  {inc.status}\n")
+    w(f"  playbook: {inc.playbook} ({inc.severity})  {inc.playbook_path}\n")
+    w(f"  opened:   {inc.created_at} by {inc.actor}   updated: {inc.updated_at}\n")
+    w(f"  params:   {json.dumps(dict(inc.params), sort_keys=True)}\n")
+    if inc.next_step:
+        w(f"  waiting:  step {inc.next_step} needs approval (responder approve {inc.id} {inc.next_step})\n")
+    steps = timeline.steps(incident_id)
+    if steps:
+        w("  steps:    " + ", ".join(f"{sid}={status}" for sid, (status, _) in steps.items()) + "\n")
+    w("\ntimeline (UTC):\n")
+    for event in timeline.events(incident_id):
+        where = " ".join(x for x in (event.step or "", f"@{event.host}" if event.host else "") if x)
+        w(f"  {event.ts}  #{event.seq:<4} {event.kind:<20} {where:<28} {event.actor:<16} {event.message}\n")
+    evidence = timeline.evidence(incident_id)
+    if evidence:
+        w("\nevidence:\n")
+        for item in evidence:
+            match = "match" if item.sha256_source == item.sha256_controller else "MISMATCH"
+            w(f"  {item.kind:<8} {item.host:<12} {item.size:>10} B  sha256 {item.sha256_controller} ({match})\n")
+            w(f"           {item.path}\n")
+
+

@@ -1,0 +1,115 @@
+"""Where responder keeps its state and finds playbooks and runbooks.
+
+Precedence: command-line flag, then environment variable, then the config file, then defaults.
+Shipped playbooks/runbooks come from the wheel (responder/_data) or, in a checkout, the repo root.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from responder.errors import ConfigError
+
+_CONFIG_KEYS = {"data_dir", "playbooks_dirs", "runbooks_dirs", "host_evidence_root", "inventory"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    playbook_dirs: tuple[Path, ...]
+    runbook_dirs: tuple[Path, ...]
+    host_evidence_root: str = "/var/lib/responder/evidence"
+    inventory: str | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "timeline.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.data_dir / "evidence"
+
+
+def shipped_dir(name: str) -> Path:
+    """`playbooks` or `runbooks` as shipped: inside the installed wheel, else the checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_data" / name, package.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"shipped {name} directory not found next to {package}")
+
+
+def _default_data_dir(environ: Mapping[str, str]) -> Path:
+    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "responder"
+
+
+def _config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get("RESPONDER_CONFIG"):
+        return Path(environ["RESPONDER_CONFIG"])
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidate = Path(base) / "responder" / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def _read_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    unknown = set(data) - _CONFIG_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_CONFIG_KEYS)}")
+    return data
+
+
+def load_settings(
+    *,
+    data_dir: str | None = None,
+    playbooks_dirs: Sequence[str] = (),
+    runbooks_dirs: Sequence[str] = (),
+    config: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    env = os.environ if environ is None else environ
+    cfg = _read_config(_config_path(config, env))
+    chosen_data = data_dir or env.get("RESPONDER_DATA_DIR") or cfg.get("data_dir")
+    playbooks = [Path(p) for p in (*playbooks_dirs, *cfg.get("playbooks_dirs", []))]
+    runbooks = [Path(p) for p in (*runbooks_dirs, *cfg.get("runbooks_dirs", []))]
+    return Settings(
+        data_dir=Path(chosen_data).expanduser().resolve() if chosen_data else _default_data_dir(env),
+        playbook_dirs=(*[p.resolve() for p in playbooks], shipped_dir("playbooks")),
+        runbook_dirs=(*[p.resolve() for p in runbooks], shipped_dir("runbooks")),
+        host_evidence_root=cfg.get("host_evidence_root", "/var/lib/responder/evidence"),
+        inventory=cfg.get("inventory"),
+    )
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) and force it to 0700: it holds evidence and run artifacts."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    os.chmod(path, 0o700)
+    return path

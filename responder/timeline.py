@@ -1,0 +1,354 @@
+"""The incident timeline in SQLite: incidents, their events, step ledger and evidence.
+
+WAL so readers (`responder show`, the export) never block the run; `BEGIN IMMEDIATE` for every
+write because busy_timeout cannot save a deferred transaction that upgrades to a write; FULL
+sync because a containment record that vanishes after a power cut is worse than a slow commit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from responder.errors import UsageError
+from responder.ids import utc_now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    playbook TEXT NOT NULL,
+    playbook_path TEXT NOT NULL,
+    playbook_sha256 TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    params TEXT NOT NULL,
+    secret_params TEXT NOT NULL DEFAULT '[]',
+    trigger TEXT NOT NULL,
+    inventory TEXT,
+    host_limit TEXT,
+    next_step TEXT,
+    actor TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT,
+    host TEXT,
+    actor TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (incident_id, seq)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    step_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (incident_id, step_id)
+);
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    step_id TEXT,
+    host TEXT NOT NULL,
+    container_id TEXT,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source_path TEXT NOT NULL,
+    sha256_source TEXT NOT NULL,
+    sha256_controller TEXT,
+    size INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    collector TEXT NOT NULL,
+    collected_at TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_kind ON events(incident_id, kind);
+"""
+
+
+class IncidentStatus(StrEnum):
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HOST_UNREACHABLE = "host_unreachable"
+    CONFIG_ERROR = "config_error"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+    DENIED = "denied"
+
+
+OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL}
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    created_at: str
+    updated_at: str
+    status: IncidentStatus
+    playbook: str
+    playbook_path: str
+    playbook_sha256: str
+    severity: str
+    params: Mapping[str, Any]
+    secret_params: tuple[str, ...]
+    trigger: Mapping[str, Any]
+    inventory: str | None
+    host_limit: str | None
+    next_step: str | None
+    actor: str
+
+
+@dataclass(frozen=True)
+class Event:
+    incident_id: str
+    seq: int
+    ts: str
+    kind: str
+    step: str | None
+    host: str | None
+    actor: str
+    message: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    incident_id: str
+    step_id: str | None
+    host: str
+    container_id: str | None
+    kind: str
+    path: str
+    source_path: str
+    sha256_source: str
+    sha256_controller: str | None
+    size: int
+    method: str
+    collector: str
+    collected_at: str
+    recorded_at: str = ""
+
+
+class Redactor:
+    """Replaces known secret values before anything is stored."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._secrets = sorted({s for s in secrets or [] if len(s) >= 4}, key=len, reverse=True)
+
+    def add(self, value: str) -> None:
+        if len(value) >= 4 and value not in self._secrets:
+            self._secrets = sorted([*self._secrets, value], key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, "********")
+        return value
+
+    def data(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.data(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.data(v) for k, v in value.items()}
+        return value
+
+
+class Timeline:
+    """One connection per Timeline object; create one per thread."""
+
+    def __init__(self, path: Path, redactor: Redactor | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self.redactor = redactor or Redactor()
+        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # incidents -------------------------------------------------------------------------------
+
+    def create_incident(self, incident: Incident) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    incident.id,
+                    incident.created_at,
+                    incident.updated_at,
+                    incident.status,
+                    incident.playbook,
+                    incident.playbook_path,
+                    incident.playbook_sha256,
+                    incident.severity,
+                    _dump(self.redactor.data(dict(incident.params))),
+                    _dump(list(incident.secret_params)),
+                    _dump(self.redactor.data(dict(incident.trigger))),
+                    incident.inventory,
+                    incident.host_limit,
+                    incident.next_step,
+                    incident.actor,
+                ),
+            )
+
+    def set_status(self, incident_id: str, status: IncidentStatus, next_step: str | None = None) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE incidents SET status=?, next_step=?, updated_at=? WHERE id=?",
+                (status, next_step, utc_now(), incident_id),
+            )
+
+    def incident(self, incident_id: str) -> Incident:
+        row = self._db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"no incident {incident_id!r} in {self.path}")
+        return _incident(row)
+
+    def incidents(self, limit: int = 50) -> list[Incident]:
+        rows = self._db.execute("SELECT * FROM incidents ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [_incident(r) for r in rows]
+
+    # events ----------------------------------------------------------------------------------
+
+    def append(
+        self,
+        incident_id: str,
+        kind: str,
+        message: str,
+        *,
+        step: str | None = None,
+        host: str | None = None,
+        actor: str = "responder",
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        ts = utc_now()
+        message = self.redactor.text(message)
+        payload = _dump(self.redactor.data(dict(data or {})))
+        with self._write() as db:
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+                (incident_id, seq, ts, kind, step, host, actor, message, payload),
+            )
+        return Event(incident_id, seq, ts, kind, step, host, actor, message, json.loads(payload))
+
+    def events(self, incident_id: str) -> Iterator[Event]:
+        """Stream events in order; never loads the whole timeline into memory."""
+        cursor = self._db.execute(
+            "SELECT * FROM events WHERE incident_id=? ORDER BY seq", (incident_id,)
+        )
+        for row in cursor:
+            yield Event(
+                row["incident_id"], row["seq"], row["ts"], row["kind"], row["step"], row["host"],
+                row["actor"], row["message"], json.loads(row["data"]),
+            )
+
+    # step ledger -----------------------------------------------------------------------------
+
+    def set_step(
+        self, incident_id: str, step_id: str, status: str, outputs: Mapping[str, Any] | None = None
+    ) -> None:
+        now = utc_now()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO steps (incident_id, step_id, status, started_at, finished_at, outputs) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(incident_id, step_id) DO UPDATE SET "
+                "status=excluded.status, finished_at=excluded.finished_at, "
+                "outputs=CASE WHEN excluded.outputs='{}' THEN steps.outputs ELSE excluded.outputs END",
+                (incident_id, step_id, status, now, now, _dump(self.redactor.data(dict(outputs or {})))),
+            )
+
+    def steps(self, incident_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        rows = self._db.execute(
+            "SELECT step_id, status, outputs FROM steps WHERE incident_id=?", (incident_id,)
+        ).fetchall()
+        return {r["step_id"]: (r["status"], json.loads(r["outputs"])) for r in rows}
+
+    # evidence --------------------------------------------------------------------------------
+
+    def add_evidence(self, record: EvidenceRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO evidence (incident_id, step_id, host, container_id, kind, path, source_path, "
+                "sha256_source, sha256_controller, size, method, collector, collected_at, recorded_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.incident_id, record.step_id, record.host, record.container_id, record.kind,
+                    record.path, record.source_path, record.sha256_source, record.sha256_controller,
+                    record.size, record.method, record.collector, record.collected_at, utc_now(),
+                ),
+            )
+
+    def evidence(self, incident_id: str) -> list[EvidenceRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM evidence WHERE incident_id=? ORDER BY id", (incident_id,)
+        ).fetchall()
+        return [
+            EvidenceRecord(
+                r["incident_id"], r["step_id"], r["host"], r["container_id"], r["kind"], r["path"],
+                r["source_path"], r["sha256_source"], r["sha256_controller"], r["size"], r["method"],
+                r["collector"], r["collected_at"], r["recorded_at"],
+            )
+            for r in rows
+        ]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    return Incident(
+        id=row["id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        status=IncidentStatus(row["status"]),
+        playbook=row["playbook"],
+        playbook_path=row["playbook_path"],
+        playbook_sha256=row["playbook_sha256"],
+        severity=row["severity"],
+        params=json.loads(row["params"]),
+        secret_params=tuple(json.loads(row["secret_params"])),
+        trigger=json.loads(row["trigger"]),
+        inventory=row["inventory"],
+        host_limit=row["host_limit"],
+        next_step=row["next_step"],
+        actor=row["actor"],
+    )

@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+"""Shared helpers for responder's Docker modules: container resolution, argv-only docker calls,
+and evidence files written atomically while hashed.
+
+Runs on the target host under whatever Python Ansible finds there, so it sticks to the stdlib.
+Every docker call is an argv list (no shell), with `--` before positional arguments, and the
+container is always addressed by the full 64-hex ID resolved here.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import subprocess
+
+__metaclass__ = type
+
+FULL_ID = re.compile(r"^[0-9a-f]{64}$")
+HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
+# moby daemon/names: RestrictedNameChars; the API prefixes names with '/'.
+CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+INCIDENT_ID = re.compile(r"^INC-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
+CHUNK = 1024 * 1024
+
+
+class DockerError(Exception):
+    """A docker call failed or its answer did not make sense; the message is for the operator."""
+
+    def __init__(self, message, reason="docker_error"):
+        super(DockerError, self).__init__(message)
+        self.reason = reason
+
+
+class RejectedInput(DockerError):
+    def __init__(self, message):
+        super(RejectedInput, self).__init__(message, reason="rejected_input")
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def compact_utc():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+class Docker(object):
+    """The docker CLI, called with argv lists and a timeout on every call."""
+
+    def __init__(self, binary="docker", timeout=60):
+        self.binary = binary
+        self.timeout = timeout
+
+    def run(self, args, timeout=None):
+        argv = [self.binary] + list(args)
+        try:
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=timeout or self.timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise DockerError("docker CLI not found on this host (%s)" % self.binary, "docker_unavailable")
+        except subprocess.TimeoutExpired:
+            raise DockerError(
+                "docker %s did not answer within %ss" % (args[0], timeout or self.timeout), "docker_timeout"
+            )
+        out = proc.stdout.decode("utf-8", "replace")
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        if proc.returncode != 0:
+            lowered = err.lower()
+            if "cannot connect to the docker daemon" in lowered or "is the docker daemon running" in lowered:
+                raise DockerError("docker unavailable: %s" % err, "docker_unavailable")
+            raise DockerError("docker %s failed: %s" % (args[0], err or "exit %d" % proc.returncode))
+        return out
+
+    def inspect(self, ref, kind="container"):
+        out = self.run(["inspect", "--type", kind, "--", ref])
+        data = json.loads(out)
+        if not isinstance(data, list) or len(data) != 1:
+            raise DockerError("docker inspect returned %d objects for %r" % (len(data), ref))
+        return data[0]
+
+    def version(self):
+        try:
+            out = self.run(["version", "--format", "{{json .}}"])
+            data = json.loads(out)
+            server = data.get("Server") or {}
+            client = data.get("Client") or {}
+            return {"client": client.get("Version"), "server": server.get("Version"),
+                    "api": server.get("ApiVersion")}
+        except (DockerError, ValueError):
+            return {}
+
+    def resolve(self, ref):
+        """Resolve a name or ID prefix to exactly one container; returns its inspect data."""
+        validate_reference(ref)
+        try:
+            data = self.inspect(ref)
+        except DockerError as exc:
+            text = str(exc).lower()
+            if "multiple" in text:
+                raise RejectedInput(
+                    "container reference %r is ambiguous: several containers match; give more of the ID "
+                    "or the exact name" % ref
+                )
+            if "no such" in text:
+                raise DockerError("no such container %r on this host" % ref, "target_gone")
+            raise
+        cid = data.get("Id", "")
+        name = (data.get("Name") or "").lstrip("/")
+        if not FULL_ID.match(cid):
+            raise DockerError("docker returned a malformed container ID for %r" % ref)
+        wanted = ref.lstrip("/")
+        if not (cid.startswith(wanted) or name == wanted):
+            raise RejectedInput("docker resolved %r to %s (%s), which does not match it" % (ref, cid[:12], name))
+        return data
+
+
+def validate_reference(ref):
+    if not isinstance(ref, str) or not ref:
+        raise RejectedInput("container reference is empty")
+    if len(ref) > 128:
+        raise RejectedInput("container reference is longer than 128 characters")
+    if ref == "host":
+        raise RejectedInput(
+            "'host' is not a container: the event came from a process on the host itself, so there is "
+            "no container to act on"
+        )
+    if ref.startswith("-"):
+        raise RejectedInput("container reference %r starts with '-', which docker would read as an option" % ref)
+    if not (HEX_PREFIX.match(ref) or CONTAINER_NAME.match(ref)):
+        raise RejectedInput(
+            "%r is not a container ID or name (names match [a-zA-Z0-9][a-zA-Z0-9_.-]*)" % ref
+        )
+
+
+def summary(data):
+    """The container facts the plan and the timeline show; never Env or labels."""
+    host_config = data.get("HostConfig") or {}
+    restart = host_config.get("RestartPolicy") or {}
+    settings = data.get("NetworkSettings") or {}
+    state = data.get("State") or {}
+    return {
+        "container_id": data.get("Id"),
+        "container_name": (data.get("Name") or "").lstrip("/"),
+        "image": (data.get("Config") or {}).get("Image"),
+        "image_id": data.get("Image"),
+        "status": state.get("Status"),
+        "pid": state.get("Pid"),
+        "network_mode": host_config.get("NetworkMode"),
+        "networks": sorted((settings.get("Networks") or {}).keys()),
+        "restart_policy": restart.get("Name") or "no",
+        "auto_remove": bool(host_config.get("AutoRemove")),
+        "log_driver": (host_config.get("LogConfig") or {}).get("Type"),
+    }
+
+
+def evidence_dir(root, incident):
+    """<root>/<incident>, mode 0700, refusing anything that is not a validated incident ID."""
+    if not INCIDENT_ID.match(incident or ""):
+        raise RejectedInput("incident id %r is malformed" % incident)
+    if not os.path.isabs(root):
+        raise RejectedInput("evidence root %r must be an absolute path" % root)
+    path = os.path.join(os.path.realpath(root), incident)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    if os.path.islink(path):
+        raise RejectedInput("evidence directory %s is a symlink" % path)
+    return path
+
+
+class EvidenceWriter(object):
+    """Writes `<dir>/<name>.partial`, hashing as bytes arrive, then fsync, rename, read-only.
+
+    An interrupted write leaves only the .partial file, never a file under the final name.
+    """
+
+    NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z_]+\.[a-z.]+$")
+
+    def __init__(self, directory, name):
+        if not self.NAME.match(name):
+            raise RejectedInput("evidence name %r is not a generated name" % name)
+        self.directory = directory
+        self.final = os.path.join(directory, name)
+        self.partial = self.final + ".partial"
+        real_dir = os.path.realpath(directory)
+        if os.path.dirname(os.path.realpath(self.final)) != real_dir:
+            raise RejectedInput("evidence path escapes its directory")
+        self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk):
+        self.sha.update(chunk)
+        self.size += len(chunk)
+        view = memoryview(chunk)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def commit(self):
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        os.rename(self.partial, self.final)
+        os.chmod(self.final, 0o400)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return {"path": self.final, "name": os.path.basename(self.final), "sha256": self.sha.hexdigest(),
+                "size": self.size}
+
+    def abort(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if os.path.exists(self.partial):
+            os.unlink(self.partial)
+
+
+def stream_command_to_evidence(argv, directory, name, timeout=3600):
+    """Run argv (no shell) with stdout and stderr going, hashed, into one evidence file."""
+    writer = EvidenceWriter(directory, name)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                chunk = proc.stdout.read(CHUNK)
+                if not chunk:
+                    break
+                writer.write(chunk)
+            rc = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if rc != 0:
+            raise DockerError("%s exited with %d" % (" ".join(argv[:3]), rc))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def bytes_to_evidence(data, directory, name):
+    writer = EvidenceWriter(directory, name)
+    try:
+        writer.write(data)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

@@ -1,0 +1,91 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Logs and inspect JSON of a container, written to hashed, read-only evidence files on the host."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: responder_preserve_logs
+short_description: Preserve container logs and inspect JSON as evidence
+options:
+  container: {description: Container name or ID prefix., type: str, required: true}
+  evidence_root: {description: Absolute directory for evidence on this host., type: str, required: true}
+  incident: {description: Incident ID., type: str, required: true}
+"""
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.responder_docker import (
+    Docker,
+    DockerError,
+    bytes_to_evidence,
+    compact_utc,
+    evidence_dir,
+    stream_command_to_evidence,
+    summary,
+    utc_now,
+)
+
+READABLE_DRIVERS = ("json-file", "local", "journald")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container=dict(type="str", required=True),
+            evidence_root=dict(type="str", required=True),
+            incident=dict(type="str", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    docker = Docker()
+    try:
+        data = docker.resolve(module.params["container"])
+    except DockerError as exc:
+        module.fail_json(msg=str(exc), reason=exc.reason)
+    cid = data["Id"]
+    facts = summary(data)
+    output = dict(container_id=cid, container_name=facts["container_name"], log_driver=facts["log_driver"])
+    if module.check_mode:
+        output["would_change"] = "write logs and inspect JSON of %s to %s/%s" % (
+            cid[:12], module.params["evidence_root"], module.params["incident"])
+        output["evidence"] = []
+        module.exit_json(changed=True, output=output)
+
+    try:
+        directory = evidence_dir(module.params["evidence_root"], module.params["incident"])
+        stamp = compact_utc()
+        evidence = []
+        started = utc_now()
+        logs = stream_command_to_evidence(
+            [docker.binary, "logs", "--timestamps", "--", cid], directory, "%s-%s-logs.txt" % (cid[:12], stamp)
+        )
+        logs.update(kind="logs", method="docker logs --timestamps (stdout+stderr)", started_at=started,
+                    collected_at=utc_now(), container_id=cid)
+        evidence.append(logs)
+        started = utc_now()
+        raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
+        inspect = bytes_to_evidence(raw, directory, "%s-%s-inspect.json" % (cid[:12], stamp))
+        inspect.update(kind="inspect", method="docker inspect", started_at=started, collected_at=utc_now(),
+                       container_id=cid)
+        evidence.append(inspect)
+    except DockerError as exc:
+        hint = ""
+        if facts["log_driver"] not in READABLE_DRIVERS:
+            hint = " (log driver %s cannot be read back with docker logs; collect from its destination)" % (
+                facts["log_driver"])
+        module.fail_json(msg=str(exc) + hint, reason=exc.reason, output=output)
+    except OSError as exc:
+        module.fail_json(msg="writing evidence failed: %s" % exc, reason="evidence_write_failed", output=output)
+
+    output["evidence"] = evidence
+    output["docker_version"] = docker.version()
+    json.dumps(output)
+    module.exit_json(changed=True, output=output)
+
+
+if __name__ == "__main__":
+    main()
