@@ -161,8 +161,14 @@ def check_arguments(
         opt = action.options.get(key)
         if opt is None:
             close = difflib.get_close_matches(key, list(action.options), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else f"{action.name} takes: {', '.join(action.options) or 'nothing'}"
-            problems.append(problem_at((*path, key), f"action {action.name!r} has no argument {key!r}", hint))
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"{action.name} takes: {', '.join(action.options) or 'nothing'}"
+            )
+            problems.append(
+                problem_at((*path, key), f"action {action.name!r} has no argument {key!r}", hint, key=True)
+            )
             continue
         if is_template(value):
             continue
@@ -177,7 +183,9 @@ def check_arguments(
             continue
         if opt.choices and value not in opt.choices:
             problems.append(
-                problem_at((*path, key), f"argument {key!r} must be one of {list(opt.choices)}, got {value!r}", "")
+                problem_at(
+                    (*path, key), f"argument {key!r} must be one of {list(opt.choices)}, got {value!r}", ""
+                )
             )
         if opt.type == "list" and opt.elements and opt.elements != "raw":
             for i, item in enumerate(value):

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from responder.catalog import Catalog
     from responder.engine import Engine, RunOutcome
-    from responder.playbook.model import Playbook
     from responder.settings import Settings
 
 EXIT_CODES = {
@@ -46,11 +45,21 @@ STATUS_EXIT = {
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("locations")
-    group.add_argument("--data-dir", default=default, help="timeline, runs and evidence (env RESPONDER_DATA_DIR)")
-    group.add_argument("--playbooks-dir", action="append", default=argparse.SUPPRESS if suppress else [],
-                       help="extra playbook directory (repeatable)")
-    group.add_argument("--runbooks-dir", action="append", default=argparse.SUPPRESS if suppress else [],
-                       help="extra runbooks (roles) directory (repeatable)")
+    group.add_argument(
+        "--data-dir", default=default, help="timeline, runs and evidence (env RESPONDER_DATA_DIR)"
+    )
+    group.add_argument(
+        "--playbooks-dir",
+        action="append",
+        default=argparse.SUPPRESS if suppress else [],
+        help="extra playbook directory (repeatable)",
+    )
+    group.add_argument(
+        "--runbooks-dir",
+        action="append",
+        default=argparse.SUPPRESS if suppress else [],
+        help="extra runbooks (roles) directory (repeatable)",
+    )
     group.add_argument("--config", default=default, help="config file (TOML; env RESPONDER_CONFIG)")
 
 
@@ -76,8 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", "run a playbook: open an incident and execute its steps")
     run.add_argument("playbook", help="playbook file, or the name of a playbook in a playbooks directory")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="param value (repeatable); secret params come from RESPONDER_SECRET_<NAME>")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="param value (repeatable); secret params come from RESPONDER_SECRET_<NAME>",
+    )
     run.add_argument("-i", "--inventory", help="Ansible inventory (default: localhost, local connection)")
     run.add_argument("-l", "--limit", help="limit to these hosts (Ansible pattern)")
     run.add_argument("--dry-run", action="store_true", help="change nothing; print the resolved plan")
@@ -189,8 +204,13 @@ def _engine(settings: Settings, catalog: Catalog, quiet: bool) -> tuple[Engine, 
     progress = Progress(sys.stdout, quiet=quiet)
     cancel = CancelToken()
     engine = Engine(
-        settings, catalog, _timeline(settings), AnsibleRunnerExecutor(),
-        on_timeline=progress.timeline_event, on_runner_event=progress.runner_event, cancel=cancel,
+        settings,
+        catalog,
+        _timeline(settings),
+        AnsibleRunnerExecutor(),
+        on_timeline=progress.timeline_event,
+        on_runner_event=progress.runner_event,
+        cancel=cancel,
     )
     return engine, cancel
 
@@ -208,7 +228,9 @@ class _Signals:
         def handler(signum: int, frame: Any) -> None:
             if self.cancel.is_set():
                 raise KeyboardInterrupt
-            print(f"\nresponder: {signal.Signals(signum).name} received, stopping the run...", file=sys.stderr)
+            print(
+                f"\nresponder: {signal.Signals(signum).name} received, stopping the run...", file=sys.stderr
+            )
             self.cancel.cancel("interrupted")
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -250,8 +272,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if inventory:
         inventory = str(Path(inventory).resolve())
     request = RunRequest(
-        playbook=playbook, params=values, secrets=secrets, actor=args.actor or os.environ.get("RESPONDER_ACTOR")
-        or default_actor(), inventory=inventory, limit=args.limit,
+        playbook=playbook,
+        params=values,
+        secrets=secrets,
+        actor=args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor(),
+        inventory=inventory,
+        limit=args.limit,
         trigger={"source": "cli", "command": "run"},
     )
     engine, cancel = _engine(settings, catalog, args.quiet)
@@ -323,7 +349,9 @@ def cmd_actions(args: argparse.Namespace) -> int:
         print(f"  role: {action.path}")
         for opt in action.options.values():
             flags = "required" if opt.required else f"default {opt.default!r}"
-            print(f"  - {opt.name} ({opt.type}, {flags}){' [secret]' if opt.no_log else ''}: {opt.description}")
+            print(
+                f"  - {opt.name} ({opt.type}, {flags}){' [secret]' if opt.no_log else ''}: {opt.description}"
+            )
         if action.changes:
             print(f"  changes: {action.changes}")
         print(f"  undo: {action.undo or 'not reversible'}")
@@ -367,8 +395,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
     engine.approve(args.incident, None if args.all else [args.step], actor, args.reason)
     incident = engine.timeline.incident(args.incident)
     secrets = params_mod.SecretValues(
-        {n: os.environ[params_mod.secret_env_name(n)] for n in incident.secret_params
-         if params_mod.secret_env_name(n) in os.environ}
+        {
+            n: os.environ[params_mod.secret_env_name(n)]
+            for n in incident.secret_params
+            if params_mod.secret_env_name(n) in os.environ
+        }
     )
     with _Signals(cancel):
         return _finish(engine.resume(args.incident, secrets))
@@ -379,6 +410,8 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     engine, _ = _engine(settings, _catalog(settings), quiet=False)
-    engine.deny(args.incident, args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor(), args.reason)
+    engine.deny(
+        args.incident, args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor(), args.reason
+    )
     print(f"{args.incident}: denied")
     return STATUS_EXIT["denied"]

@@ -171,15 +171,21 @@ class Engine:
                 )
         for step_id in chosen:
             self._event(
-                incident_id, "approval_granted", f"step {step_id} approved by {actor}" + (f": {reason}" if reason else ""),
-                step=step_id, actor=actor, data={"decision": "approved", "reason": reason},
+                incident_id,
+                "approval_granted",
+                f"step {step_id} approved by {actor}" + (f": {reason}" if reason else ""),
+                step=step_id,
+                actor=actor,
+                data={"decision": "approved", "reason": reason},
             )
         return chosen
 
     def resume(self, incident_id: str, secrets: SecretValues) -> RunOutcome:
         incident = self.timeline.incident(incident_id)
         if incident.status is not IncidentStatus.AWAITING_APPROVAL:
-            raise StateError(f"incident {incident_id} is {incident.status}; only a paused incident can continue")
+            raise StateError(
+                f"incident {incident_id} is {incident.status}; only a paused incident can continue"
+            )
         for value in secrets.values.values():
             self.timeline.redactor.add(value)
         missing = set(incident.secret_params) - set(secrets.values)
@@ -199,8 +205,12 @@ class Engine:
             raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
         step = incident.next_step
         self._event(
-            incident_id, "approval_denied", f"step {step} denied by {actor}" + (f": {reason}" if reason else ""),
-            step=step, actor=actor, data={"decision": "denied", "reason": reason},
+            incident_id,
+            "approval_denied",
+            f"step {step} denied by {actor}" + (f": {reason}" if reason else ""),
+            step=step,
+            actor=actor,
+            data={"decision": "denied", "reason": reason},
         )
         playbook = self._playbook_for(incident, check_hash=False)
         self._close(incident_id, playbook, IncidentStatus.DENIED)
@@ -253,9 +263,11 @@ class Engine:
                         break
                     self.timeline.set_status(incident_id, IncidentStatus.AWAITING_APPROVAL, next_step=step.id)
                     self._event(
-                        incident_id, "approval_requested",
+                        incident_id,
+                        "approval_requested",
                         f"step {step.id} ({step.action}) needs approval: responder approve {incident_id} {step.id}",
-                        step=step.id, data={"action": step.action, "description": step.description},
+                        step=step.id,
+                        data={"action": step.action, "description": step.description},
                     )
                     return self._outcome(incident_id, awaiting=step.id)
                 if batch and self._depends_on(step, {p.step.id for p in batch}):
@@ -294,11 +306,15 @@ class Engine:
         evidence_root = ensure_private_dir(self.settings.evidence_dir)
         ensure_private_dir(evidence_root / incident_id)
         self._event(
-            incident_id, "batch_started", f"running {', '.join(ids)} in one Ansible run",
+            incident_id,
+            "batch_started",
+            f"running {', '.join(ids)} in one Ansible run",
             data={"steps": ids, "private_data_dir": str(run_dir)},
         )
         secret_values = {
-            p.step.id: {arg: secrets.values[name] for arg, name in p.secret_args.items()} for p in batch if p.secret_args
+            p.step.id: {arg: secrets.values[name] for arg, name in p.secret_args.items()}
+            for p in batch
+            if p.secret_args
         }
         planned = {p.step.id: p for p in batch}
         for p in batch:
@@ -326,16 +342,24 @@ class Engine:
         for step_result in result.steps:
             step = planned[step_result.step_id].step
             if stop is not None:
-                self._record_step(incident_id, step.id, StepOutcome.NOT_RUN, "not run: an earlier step stopped the run")
+                self._record_step(
+                    incident_id, step.id, StepOutcome.NOT_RUN, "not run: an earlier step stopped the run"
+                )
                 continue
             host_outputs = {h: r.outputs for h, r in step_result.hosts.items()}
             self._collect_evidence(incident_id, step.id, step_result)
             merged = self._merge_outputs(step_result)
             outputs[step.id] = merged
             self._record_step(
-                incident_id, step.id, step_result.outcome, step_result.message, merged,
-                hosts={h: {"outcome": r.outcome, "message": r.message, "reason": r.reason, "changed": r.changed}
-                       for h, r in step_result.hosts.items()},
+                incident_id,
+                step.id,
+                step_result.outcome,
+                step_result.message,
+                merged,
+                hosts={
+                    h: {"outcome": r.outcome, "message": r.message, "reason": r.reason, "changed": r.changed}
+                    for h, r in step_result.hosts.items()
+                },
                 host_outputs=host_outputs,
             )
             if step_result.outcome in _STOPPING:
@@ -347,14 +371,20 @@ class Engine:
     def _runner_event(self, incident_id: str, planned: Mapping[str, PlannedStep], event: RunnerEvent) -> None:
         self.on_runner_event(event)
         step_id = event.step_id
-        if step_id not in planned:
+        if step_id is None or step_id not in planned:
             return
         if event.kind == "playbook_on_play_start":
             step = planned[step_id].step
             self._event(
-                incident_id, "step_started", f"step {step_id} ({step.action}) started",
-                step=step_id, data={"action": step.action, "args": dict(planned[step_id].args),
-                                    "secret_args": sorted(planned[step_id].secret_args)},
+                incident_id,
+                "step_started",
+                f"step {step_id} ({step.action}) started",
+                step=step_id,
+                data={
+                    "action": step.action,
+                    "args": dict(planned[step_id].args),
+                    "secret_args": sorted(planned[step_id].secret_args),
+                },
             )
             return
         status = {
@@ -369,10 +399,19 @@ class Engine:
         if event.message and status in ("failed", "unreachable", "ignored_failure"):
             message += f": {event.message[:2000]}"
         self._event(
-            incident_id, "task_result", message, step=step_id, host=event.host,
-            data={"task": event.task, "action": event.action, "status": status,
-                  "changed": bool(event.result.get("changed")), "runner_event": event.kind,
-                  "reason": str(event.result.get("reason", ""))},
+            incident_id,
+            "task_result",
+            message,
+            step=step_id,
+            host=event.host,
+            data={
+                "task": event.task,
+                "action": event.action,
+                "status": status,
+                "changed": bool(event.result.get("changed")),
+                "runner_event": event.kind,
+                "reason": str(event.result.get("reason", "")),
+            },
         )
 
     def _collect_evidence(self, incident_id: str, step_id: str, result: StepResult) -> None:
@@ -385,8 +424,12 @@ class Engine:
                     continue
                 try:
                     record = record_from_output(
-                        item, evidence_root=self.settings.evidence_dir, incident_id=incident_id,
-                        step_id=step_id, host=host, collector=default_actor(),
+                        item,
+                        evidence_root=self.settings.evidence_dir,
+                        incident_id=incident_id,
+                        step_id=step_id,
+                        host=host,
+                        collector=default_actor(),
                     )
                 except EvidenceProblem as exc:
                     self._event(incident_id, "evidence_problem", str(exc), step=step_id, host=host)
@@ -394,13 +437,22 @@ class Engine:
                 self.timeline.add_evidence(record)
                 match = record.sha256_source == record.sha256_controller
                 self._event(
-                    incident_id, "evidence_recorded",
+                    incident_id,
+                    "evidence_recorded",
                     f"{record.kind} evidence {Path(record.path).name}: sha256 {record.sha256_controller}"
                     + ("" if match else f" MISMATCH (source {record.sha256_source})"),
-                    step=step_id, host=host,
-                    data={"kind": record.kind, "path": record.path, "source_path": record.source_path,
-                          "sha256_source": record.sha256_source, "sha256_controller": record.sha256_controller,
-                          "size": record.size, "container_id": record.container_id, "match": match},
+                    step=step_id,
+                    host=host,
+                    data={
+                        "kind": record.kind,
+                        "path": record.path,
+                        "source_path": record.source_path,
+                        "sha256_source": record.sha256_source,
+                        "sha256_controller": record.sha256_controller,
+                        "size": record.size,
+                        "container_id": record.container_id,
+                        "match": match,
+                    },
                 )
 
     @staticmethod
@@ -453,7 +505,7 @@ class Engine:
         problems: list[Problem] = []
         file = str(context["incident"]["playbook"])
 
-        def problem_at(path: tuple[Any, ...], message: str, hint: str = "") -> Problem:
+        def problem_at(path: tuple[Any, ...], message: str, hint: str = "", key: bool = False) -> Problem:
             return Problem(file, step.line, None, message, ".".join(str(p) for p in path), hint)
 
         if action is None:
@@ -470,7 +522,9 @@ class Engine:
             except Exception as exc:  # jinja raises many types; all mean "this value cannot be built"
                 problems.append(problem_at(("steps", step.id, "with", key), f"cannot render: {exc}"))
         problems += check_arguments(action, args, problem_at, lambda v: False, ("steps", step.id, "with"))
-        problems = [p for p in problems if not any(p.message.endswith(f"argument {a!r}") for a in secret_args)]
+        problems = [
+            p for p in problems if not any(p.message.endswith(f"argument {a!r}") for a in secret_args)
+        ]
         if problems:
             raise PlaybookError(problems)
         return PlannedStep(step, args, secret_args)
@@ -491,10 +545,16 @@ class Engine:
                 steps=[p.invocation() for p in pending],
                 private_data_dir=run_dir,
                 runbook_dirs=self.settings.runbook_dirs,
-                context={"incident": "INC-00000000-000000-0000", "evidence_dir": str(scratch / "evidence"),
-                         "host_evidence_root": self.settings.host_evidence_root},
-                secret_values={p.step.id: {a: request.secrets.values[n] for a, n in p.secret_args.items()}
-                               for p in pending if p.secret_args},
+                context={
+                    "incident": "INC-00000000-000000-0000",
+                    "evidence_dir": str(scratch / "evidence"),
+                    "host_evidence_root": self.settings.host_evidence_root,
+                },
+                secret_values={
+                    p.step.id: {a: request.secrets.values[n] for a, n in p.secret_args.items()}
+                    for p in pending
+                    if p.secret_args
+                },
                 inventory=request.inventory,
                 limit=request.limit,
                 check_mode=True,
@@ -549,15 +609,25 @@ class Engine:
         if stop is None:
             failed = [sid for sid, (status, _) in ledger.items() if status == StepOutcome.FAILED]
             stop = IncidentStatus.FAILED if failed else IncidentStatus.SUCCEEDED
-        done = [s.id for s in playbook.steps if ledger[s.id][0] in (StepOutcome.SUCCEEDED, StepOutcome.FAILED)]
-        not_done = [s.id for s in playbook.steps if ledger[s.id][0] in (StepOutcome.NOT_RUN, StepOutcome.INTERRUPTED,
-                                                                          StepOutcome.TIMED_OUT)]
+        done = [
+            s.id for s in playbook.steps if ledger[s.id][0] in (StepOutcome.SUCCEEDED, StepOutcome.FAILED)
+        ]
+        not_done = [
+            s.id
+            for s in playbook.steps
+            if ledger[s.id][0] in (StepOutcome.NOT_RUN, StepOutcome.INTERRUPTED, StepOutcome.TIMED_OUT)
+        ]
         self.timeline.set_status(incident_id, stop)
         self._event(
-            incident_id, "incident_closed" if stop is not IncidentStatus.INTERRUPTED else "incident_interrupted",
+            incident_id,
+            "incident_closed" if stop is not IncidentStatus.INTERRUPTED else "incident_interrupted",
             f"incident {stop}: done {', '.join(done) or 'nothing'}; not done {', '.join(not_done) or 'nothing'}",
-            data={"status": stop, "done": done, "not_done": not_done,
-                  "steps": {sid: status for sid, (status, _) in ledger.items()}},
+            data={
+                "status": stop,
+                "done": done,
+                "not_done": not_done,
+                "steps": {sid: status for sid, (status, _) in ledger.items()},
+            },
         )
         return self._outcome(incident_id)
 
@@ -567,8 +637,15 @@ class Engine:
         return RunOutcome(incident_id, incident.status, steps, awaiting)
 
     def _event(
-        self, incident_id: str, kind: str, message: str, *, step: str | None = None, host: str | None = None,
-        actor: str = "responder", data: Mapping[str, Any] | None = None,
+        self,
+        incident_id: str,
+        kind: str,
+        message: str,
+        *,
+        step: str | None = None,
+        host: str | None = None,
+        actor: str = "responder",
+        data: Mapping[str, Any] | None = None,
     ) -> Event:
         event = self.timeline.append(incident_id, kind, message, step=step, host=host, actor=actor, data=data)
         self.on_timeline(event)

@@ -1,11 +1,11 @@
 """One exception tree for the whole package; only the CLI turns these into exit codes.
 
-    ResponderError
-    ├── UsageError            bad command-line input (unknown incident, malformed -p)
-    ├── PlaybookError         a playbook failed to load or validate; carries every Problem
-    ├── ConfigError           the configuration file or a runbooks directory is broken
-    ├── StateError            the request does not fit the incident's state (approve a finished run)
-    └── RunnerError           ansible-runner could not be started at all
+ResponderError
+├── UsageError            bad command-line input (unknown incident, malformed -p)
+├── PlaybookError         a playbook failed to load or validate; carries every Problem
+├── ConfigError           the configuration file or a runbooks directory is broken
+├── StateError            the request does not fit the incident's state (approve a finished run)
+└── RunnerError           ansible-runner could not be started at all
 """
 
 from __future__ import annotations

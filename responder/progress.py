@@ -40,14 +40,24 @@ class Progress:
             self._print(f"> {event.step}: started ({event.data.get('action')})")
         elif kind == "task_result":
             status = event.data.get("status", "")
-            self._print(f"    {event.host:<20} {status:<10} {event.data.get('task')}"
-                        + (f" -- {event.message.split(': ', 2)[-1]}" if status in ("failed", "unreachable") else ""))
+            self._print(
+                f"    {event.host:<20} {status:<10} {event.data.get('task')}"
+                + (f" -- {event.message.split(': ', 2)[-1]}" if status in ("failed", "unreachable") else "")
+            )
         elif kind == "step_finished":
             outcome = event.data.get("outcome", "")
             mark = _MARK.get(outcome, "FAIL")
             self._print(f"[{mark}] {event.message}")
-        elif kind in ("evidence_recorded", "evidence_problem", "approval_requested", "approval_granted",
-                      "approval_denied", "incident_closed", "incident_interrupted", "incident_resumed"):
+        elif kind in (
+            "evidence_recorded",
+            "evidence_problem",
+            "approval_requested",
+            "approval_granted",
+            "approval_denied",
+            "incident_closed",
+            "incident_interrupted",
+            "incident_resumed",
+        ):
             self._print(f"  * {event.message}")
 
     def runner_event(self, event: RunnerEvent) -> None:
@@ -59,10 +69,14 @@ def print_dry_run(
 ) -> int:
     w = out.write
     w(f"DRY RUN of {playbook.name} ({playbook.severity}) -- nothing was changed, no incident was opened\n")
-    w(f"  inventory: {request.inventory or 'localhost (local connection)'}"
-      f"{'  limit: ' + request.limit if request.limit else ''}\n")
-    w(f"  params: {json.dumps(dict(request.params), sort_keys=True)}"
-      f"{'  secret params: ' + ', '.join(sorted(request.secrets.values)) if request.secrets.values else ''}\n\n")
+    w(
+        f"  inventory: {request.inventory or 'localhost (local connection)'}"
+        f"{'  limit: ' + request.limit if request.limit else ''}\n"
+    )
+    w(
+        f"  params: {json.dumps(dict(request.params), sort_keys=True)}"
+        f"{'  secret params: ' + ', '.join(sorted(request.secrets.values)) if request.secrets.values else ''}\n\n"
+    )
     worst = 0
     for index, item in enumerate(report, 1):
         step = item.planned.step
@@ -94,11 +108,17 @@ def print_dry_run(
                 w(f"       container: {out_data.get('container_id')} ({out_data.get('container_name')})\n")
                 w(f"       image: {out_data.get('image')} [{out_data.get('image_id')}]\n")
                 nets = out_data.get("networks")
-                names = [n.get("name") if isinstance(n, dict) else n for n in nets] if isinstance(nets, list) else nets
+                names = (
+                    [n.get("name") if isinstance(n, dict) else n for n in nets]
+                    if isinstance(nets, list)
+                    else nets
+                )
                 if names is not None:
                     w(f"       networks: {', '.join(map(str, names)) or 'none'}\n")
                 if "restart_policy" in out_data:
-                    w(f"       restart policy: {out_data.get('restart_policy')}   --rm: {out_data.get('auto_remove')}\n")
+                    w(
+                        f"       restart policy: {out_data.get('restart_policy')}   --rm: {out_data.get('auto_remove')}\n"
+                    )
             if out_data.get("would_change"):
                 w(f"       would: {out_data['would_change']}\n")
         w("\n")
@@ -126,7 +146,7 @@ def print_incident(out: IO[str], timeline: Timeline, incident_id: str) -> None:
         w("\nevidence:\n")
         for item in evidence:
             match = "match" if item.sha256_source == item.sha256_controller else "MISMATCH"
-            w(f"  {item.kind:<8} {item.host:<12} {item.size:>10} B  sha256 {item.sha256_controller} ({match})\n")
+            w(
+                f"  {item.kind:<8} {item.host:<12} {item.size:>10} B  sha256 {item.sha256_controller} ({match})\n"
+            )
             w(f"           {item.path}\n")
-
-

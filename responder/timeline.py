@@ -271,13 +271,18 @@ class Timeline:
 
     def events(self, incident_id: str) -> Iterator[Event]:
         """Stream events in order; never loads the whole timeline into memory."""
-        cursor = self._db.execute(
-            "SELECT * FROM events WHERE incident_id=? ORDER BY seq", (incident_id,)
-        )
+        cursor = self._db.execute("SELECT * FROM events WHERE incident_id=? ORDER BY seq", (incident_id,))
         for row in cursor:
             yield Event(
-                row["incident_id"], row["seq"], row["ts"], row["kind"], row["step"], row["host"],
-                row["actor"], row["message"], json.loads(row["data"]),
+                row["incident_id"],
+                row["seq"],
+                row["ts"],
+                row["kind"],
+                row["step"],
+                row["host"],
+                row["actor"],
+                row["message"],
+                json.loads(row["data"]),
             )
 
     # step ledger -----------------------------------------------------------------------------
@@ -310,9 +315,20 @@ class Timeline:
                 "sha256_source, sha256_controller, size, method, collector, collected_at, recorded_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    record.incident_id, record.step_id, record.host, record.container_id, record.kind,
-                    record.path, record.source_path, record.sha256_source, record.sha256_controller,
-                    record.size, record.method, record.collector, record.collected_at, utc_now(),
+                    record.incident_id,
+                    record.step_id,
+                    record.host,
+                    record.container_id,
+                    record.kind,
+                    record.path,
+                    record.source_path,
+                    record.sha256_source,
+                    record.sha256_controller,
+                    record.size,
+                    record.method,
+                    record.collector,
+                    record.collected_at,
+                    utc_now(),
                 ),
             )
 
@@ -322,9 +338,20 @@ class Timeline:
         ).fetchall()
         return [
             EvidenceRecord(
-                r["incident_id"], r["step_id"], r["host"], r["container_id"], r["kind"], r["path"],
-                r["source_path"], r["sha256_source"], r["sha256_controller"], r["size"], r["method"],
-                r["collector"], r["collected_at"], r["recorded_at"],
+                r["incident_id"],
+                r["step_id"],
+                r["host"],
+                r["container_id"],
+                r["kind"],
+                r["path"],
+                r["source_path"],
+                r["sha256_source"],
+                r["sha256_controller"],
+                r["size"],
+                r["method"],
+                r["collector"],
+                r["collected_at"],
+                r["recorded_at"],
             )
             for r in rows
         ]

@@ -43,8 +43,10 @@ def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 def _plain_keys(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.MappingNode:
     # Keys are variable names, never templated: keep them plain so the file reads naturally.
-    pairs = [(dumper.represent_scalar("tag:yaml.org,2002:str", str(k)), dumper.represent_data(v))
-             for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))]
+    pairs = [
+        (dumper.represent_scalar("tag:yaml.org,2002:str", str(k)), dumper.represent_data(v))
+        for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+    ]
     return yaml.MappingNode("tag:yaml.org,2002:map", pairs)
 
 

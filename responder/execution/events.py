@@ -63,7 +63,7 @@ class RunnerEvent:
     @property
     def step_id(self) -> str | None:
         if self.play and self.play.startswith(STEP_PLAY_PREFIX):
-            return self.play[len(STEP_PLAY_PREFIX):]
+            return self.play[len(STEP_PLAY_PREFIX) :]
         return None
 
     @property
@@ -127,7 +127,9 @@ class StepResult:
         if self.outcome not in (StepOutcome.INTERRUPTED, StepOutcome.TIMED_OUT, StepOutcome.CONFIG_ERROR):
             self.outcome = worst
         if not self.message:
-            self.message = next((h.message for h in self.hosts.values() if h.outcome is worst and h.message), "")
+            self.message = next(
+                (h.message for h in self.hosts.values() if h.outcome is worst and h.message), ""
+            )
 
 
 class Classifier:
@@ -183,7 +185,9 @@ class Classifier:
         if self.plays_started == 0 and (rc or canceled is None):
             for step in results:
                 step.outcome = StepOutcome.CONFIG_ERROR
-                step.message = self.playbook_error or f"ansible-playbook failed before any step started (rc={rc})"
+                step.message = (
+                    self.playbook_error or f"ansible-playbook failed before any step started (rc={rc})"
+                )
             return results
         current = None
         for step in results:

@@ -89,7 +89,9 @@ class BatchResult:
 
 
 class Executor(Protocol):
-    def run(self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken) -> BatchResult: ...
+    def run(
+        self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken
+    ) -> BatchResult: ...
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> None:
@@ -147,7 +149,12 @@ class AnsibleRunnerExecutor:
                 os.unlink(secrets_file)
 
     def _run(
-        self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken, config_cls: Any, runner_cls: Any
+        self,
+        batch: Batch,
+        on_event: Callable[[RunnerEvent], None],
+        cancel: CancelToken,
+        config_cls: Any,
+        runner_cls: Any,
     ) -> BatchResult:
         root = batch.private_data_dir
         module_utils = [str(d / "module_utils") for d in batch.runbook_dirs if (d / "module_utils").is_dir()]
@@ -181,7 +188,9 @@ class AnsibleRunnerExecutor:
         config.prepare()
         inherited = os.environ
         config.env = {
-            k: v for k, v in config.env.items() if not (k in inherited and inherited[k] == v and not allowed_env(k))
+            k: v
+            for k, v in config.env.items()
+            if not (k in inherited and inherited[k] == v and not allowed_env(k))
         }
         # ansible-playbook lives next to this interpreter (a venv's bin/), which may not be on PATH.
         bin_dir = str(Path(sys.executable).parent)

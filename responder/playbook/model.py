@@ -55,9 +55,15 @@ class FieldSpec:
 
 TOP_FIELDS: dict[str, FieldSpec] = {
     "version": FieldSpec("integer", "Format version; only 1 exists.", enum=(1,), default=1),
-    "name": FieldSpec("string", "Short identifier of the playbook.", required=True, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
-    "description": FieldSpec("string", "What the playbook is for, shown by `responder playbooks`.", required=True),
-    "severity": FieldSpec("string", "Severity of the incidents it answers.", required=True, enum=tuple(Severity)),
+    "name": FieldSpec(
+        "string", "Short identifier of the playbook.", required=True, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+    ),
+    "description": FieldSpec(
+        "string", "What the playbook is for, shown by `responder playbooks`.", required=True
+    ),
+    "severity": FieldSpec(
+        "string", "Severity of the incidents it answers.", required=True, enum=tuple(Severity)
+    ),
     "params": FieldSpec("object", "Typed inputs, given with -p key=value or mapped from an alert."),
     "steps": FieldSpec("array", "The ordered response steps.", required=True),
     "match": FieldSpec("object", "Alert routing (reserved for the webhook; not interpreted by `run`)."),
@@ -77,14 +83,32 @@ PARAM_FIELDS: dict[str, FieldSpec] = {
 }
 
 STEP_FIELDS: dict[str, FieldSpec] = {
-    "id": FieldSpec("string", "Unique step identifier; later steps refer to it as steps.<id>.", required=True, pattern=IDENT),
-    "action": FieldSpec("string", "The action: a role in a runbooks directory.", required=True, pattern=IDENT),
+    "id": FieldSpec(
+        "string",
+        "Unique step identifier; later steps refer to it as steps.<id>.",
+        required=True,
+        pattern=IDENT,
+    ),
+    "action": FieldSpec(
+        "string", "The action: a role in a runbooks directory.", required=True, pattern=IDENT
+    ),
     "with": FieldSpec("object", "Arguments for the action, checked against its meta/argument_specs.yml."),
-    "on_failure": FieldSpec("string", "What a failure of this step does to the run.", enum=tuple(OnFailure), default="abort"),
-    "timeout": FieldSpec("integer", "Seconds the step may take before it is cancelled.", minimum=1, maximum=86400, default=600),
-    "approval": FieldSpec("string", "`required` pauses the incident until `responder approve`.", enum=tuple(Approval), default="none"),
+    "on_failure": FieldSpec(
+        "string", "What a failure of this step does to the run.", enum=tuple(OnFailure), default="abort"
+    ),
+    "timeout": FieldSpec(
+        "integer", "Seconds the step may take before it is cancelled.", minimum=1, maximum=86400, default=600
+    ),
+    "approval": FieldSpec(
+        "string",
+        "`required` pauses the incident until `responder approve`.",
+        enum=tuple(Approval),
+        default="none",
+    ),
     "when": FieldSpec("string", "Jinja expression over params; the step is skipped when it is false."),
-    "hosts": FieldSpec("string", "Ansible host pattern for this step (default: all targeted hosts).", pattern=HOST_PATTERN),
+    "hosts": FieldSpec(
+        "string", "Ansible host pattern for this step (default: all targeted hosts).", pattern=HOST_PATTERN
+    ),
     "description": FieldSpec("string", "Why this step is here, for the people reading the timeline."),
 }
 

@@ -14,10 +14,10 @@ from responder.catalog import Catalog, check_arguments
 from responder.errors import PlaybookError, Problem
 from responder.playbook import strict_yaml, templating
 from responder.playbook.model import (
+    IDENT,
     PARAM_FIELDS,
     STEP_FIELDS,
     TOP_FIELDS,
-    IDENT,
     Approval,
     FieldSpec,
     OnFailure,
@@ -43,7 +43,9 @@ def load_playbook(path: Path, catalog: Catalog) -> Playbook:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise PlaybookError([Problem(str(path), None, None, f"cannot read playbook: {exc.strerror}")]) from exc
+        raise PlaybookError(
+            [Problem(str(path), None, None, f"cannot read playbook: {exc.strerror}")]
+        ) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,7 +94,11 @@ class _Validator:
                 self.add(path, f"expected {spec.type}, got {_kind(value)}", _quote_hint(value, spec))
                 return
         if spec.enum and value not in spec.enum:
-            self.add(path, f"{value!r} is not one of {', '.join(map(str, spec.enum))}", _did_you_mean(value, spec.enum))
+            self.add(
+                path,
+                f"{value!r} is not one of {', '.join(map(str, spec.enum))}",
+                _did_you_mean(value, spec.enum),
+            )
         if spec.pattern and isinstance(value, str) and not re.fullmatch(spec.pattern, value):
             self.add(path, f"{value!r} does not match {spec.pattern}")
         if isinstance(value, int) and spec.minimum is not None and value < spec.minimum:
@@ -130,7 +136,11 @@ class _Validator:
                 self.add(path, f"param name {name!r} must match {IDENT}", key=True)
             if not self.fields(body, PARAM_FIELDS, path, f"param {name!r}"):
                 continue
-            ptype = ParamType(body.get("type", "string")) if body.get("type", "string") in tuple(ParamType) else None
+            ptype = (
+                ParamType(body.get("type", "string"))
+                if body.get("type", "string") in tuple(ParamType)
+                else None
+            )
             if ptype is None:
                 continue
             pattern = body.get("pattern", "")
@@ -177,18 +187,24 @@ class _Validator:
             step_id = body.get("id")
             if isinstance(step_id, str):
                 if step_id in seen:
-                    self.add((*path, "id"), f"step id {step_id!r} is already used by step {seen[step_id] + 1}")
+                    self.add(
+                        (*path, "id"), f"step id {step_id!r} is already used by step {seen[step_id] + 1}"
+                    )
                 seen[step_id] = index
             action_name = body.get("action")
             action = self.catalog.get(action_name) if isinstance(action_name, str) else None
             if isinstance(action_name, str) and action is None:
-                self.add((*path, "action"), f"unknown action {action_name!r}", self.catalog.suggest(action_name))
+                self.add(
+                    (*path, "action"), f"unknown action {action_name!r}", self.catalog.suggest(action_name)
+                )
             with_ = body.get("with") or {}
             if isinstance(with_, dict):
                 self.templates(with_, (*path, "with"), params, seen, step_id)
                 if action is not None:
                     self.problems.extend(
-                        check_arguments(action, with_, self.doc.problem, templating.is_template, (*path, "with"))
+                        check_arguments(
+                            action, with_, self.doc.problem, templating.is_template, (*path, "with")
+                        )
                     )
                     self.secret_routing(with_, action, params, (*path, "with"))
             when = body.get("when")
@@ -204,7 +220,9 @@ class _Validator:
                         on_failure=OnFailure(body.get("on_failure", "abort"))
                         if body.get("on_failure", "abort") in tuple(OnFailure)
                         else OnFailure.ABORT,
-                        timeout=body.get("timeout", 600) if isinstance(body.get("timeout", 600), int) else 600,
+                        timeout=body.get("timeout", 600)
+                        if isinstance(body.get("timeout", 600), int)
+                        else 600,
                         approval=Approval(body.get("approval", "none"))
                         if body.get("approval", "none") in tuple(Approval)
                         else Approval.NONE,
@@ -236,7 +254,9 @@ class _Validator:
     def expression(self, source: str, path: Path_, params: dict[str, ParamSpec]) -> None:
         error = templating.check(source, expression=True)
         if error:
-            self.add(path, f"`when` is not a valid expression: {error}", "write e.g. params.stop_after_isolation")
+            self.add(
+                path, f"`when` is not a valid expression: {error}", "write e.g. params.stop_after_isolation"
+            )
             return
         refs = templating.references(source, expression=True)
         if refs.steps:
@@ -247,17 +267,28 @@ class _Validator:
                 self.add(path, f"`when` may not read the secret param {name!r}")
 
     def check_refs(
-        self, refs: templating.References, path: Path_, params: dict[str, ParamSpec], seen: dict[str, int], step_id: Any
+        self,
+        refs: templating.References,
+        path: Path_,
+        params: dict[str, ParamSpec],
+        seen: dict[str, int],
+        step_id: Any,
     ) -> None:
         for name in sorted(refs.params - params.keys()):
             self.add(path, f"unknown param {name!r}", _did_you_mean(name, tuple(params)))
         for name in sorted(refs.steps):
             if name == step_id or name not in seen:
-                self.add(path, f"step {name!r} is not an earlier step", "templates may read only earlier steps' outputs")
+                self.add(
+                    path,
+                    f"step {name!r} is not an earlier step",
+                    "templates may read only earlier steps' outputs",
+                )
         for name in sorted(refs.other):
             self.add(path, f"unknown variable {name!r}", "templates see params, steps and incident only")
 
-    def secret_routing(self, with_: dict[str, Any], action: Any, params: dict[str, ParamSpec], path: Path_) -> None:
+    def secret_routing(
+        self, with_: dict[str, Any], action: Any, params: dict[str, ParamSpec], path: Path_
+    ) -> None:
         """A secret param may reach an action only whole, and only through a no_log argument."""
         for key, value in with_.items():
             if not templating.is_template(value) or not isinstance(value, str):
@@ -273,7 +304,7 @@ class _Validator:
                     "secret values never go into extravars, the timeline or logs",
                 )
             elif secret_param_name(value) is None:
-                self.add((*path, key), "a secret param must be passed whole: \"{{ params.NAME }}\"")
+                self.add((*path, key), 'a secret param must be passed whole: "{{ params.NAME }}"')
 
 
 _WHOLE_PARAM = re.compile(r"^\{\{\s*params\.([a-z][a-z0-9_]*)\s*\}\}$")
@@ -288,9 +319,14 @@ def secret_param_name(value: Any) -> str | None:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def _did_you_mean(value: Any, options: tuple[Any, ...]) -> str:

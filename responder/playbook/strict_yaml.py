@@ -87,12 +87,24 @@ def caret(lines: list[str], line: int | None, col: int | None) -> str:
     return f"    {text}\n    {pad}^"
 
 
+_PLAIN = "responder:plain"
+
+
 class _Composer(yaml.SafeLoader):
-    """Stops at the first alias: aliases make alias bombs and hide where a value came from."""
+    """Stops at the first alias: aliases make alias bombs and hide where a value came from.
+
+    Untagged plain scalars get a marker tag instead of PyYAML's YAML 1.1 guess, so that the
+    builder resolves them by the 1.2 core schema and an explicit tag stays recognisable.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _PLAIN
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(
                 None, None, "YAML aliases (*name) are not supported in responder files", event.start_mark
             )
@@ -117,13 +129,14 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.mark(path, node)
-        if node.tag not in _ALLOWED_TAGS:
+        if node.tag not in _ALLOWED_TAGS and node.tag != _PLAIN:
             self.fail(path, node, f"YAML tag {node.tag!r} is not allowed", "remove the tag; plain data only")
             return None
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         return self.scalar(node, path)
 
     def mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
@@ -153,14 +166,16 @@ class _Builder:
                 )
                 continue
             first_seen[key] = key_node.start_mark.line + 1
-            self.doc.marks[(*path, key, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            self.doc.marks[(*path, key, "<key>")] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
             out[key] = self.build(value_node, (*path, key))
         return out
 
     def scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
         text = node.value
-        # Quoted and block scalars are text; so is anything PyYAML resolved to str, which for
-        # a 1.1-ambiguous form can only mean an explicit !!str tag.
+        # Quoted and block scalars are text, and so is anything explicitly tagged !!str.
         if node.style is not None or node.tag == "tag:yaml.org,2002:str":
             return text
         if text in _NULL:
@@ -209,7 +224,9 @@ def load(text: str, file: str) -> tuple[Document, list[Problem]]:
         line = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
         message = " ".join(str(x) for x in (exc.context, exc.problem) if x) or str(exc)
-        return doc, [Problem(file, line, col, f"YAML syntax error: {message}", snippet=caret(lines, line, col))]
+        return doc, [
+            Problem(file, line, col, f"YAML syntax error: {message}", snippet=caret(lines, line, col))
+        ]
     except yaml.YAMLError as exc:
         return doc, [Problem(file, None, None, f"YAML error: {exc}")]
     finally:

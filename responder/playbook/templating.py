@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
-from jinja2.exceptions import TemplateError
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.exceptions import TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -45,7 +45,10 @@ def check(source: str, expression: bool = False) -> str | None:
 
 def references(source: str, expression: bool = False) -> References:
     """Names a template reads: params.X, steps.Y, and any other top-level variable."""
-    tree = _ENV.parse("{{ " + source + " }}" if expression else source)
+    try:
+        tree = _ENV.parse("{{ " + source + " }}" if expression else source)
+    except TemplateError:
+        return References(frozenset(), frozenset(), frozenset())
     params: set[str] = set()
     steps: set[str] = set()
     other: set[str] = set()
@@ -56,7 +59,11 @@ def references(source: str, expression: bool = False) -> References:
                 params.add(attr)
             elif node.node.name == "steps" and attr is not None:
                 steps.add(attr)
-        if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in ("params", "steps", "incident"):
+        if (
+            isinstance(node, nodes.Name)
+            and node.ctx == "load"
+            and node.name not in ("params", "steps", "incident")
+        ):
             other.add(node.name)
     return References(frozenset(params), frozenset(steps), frozenset(other))
 
@@ -78,7 +85,10 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
             return value
         single = _SINGLE_EXPR.match(value)
         if single:
-            return _ENV.compile_expression(single.group("expr"), undefined_to_none=False)(**context)
+            result = _ENV.compile_expression(single.group("expr"), undefined_to_none=False)(**context)
+            if isinstance(result, Undefined):
+                raise UndefinedError(f"{single.group('expr').strip()} is undefined")
+            return result
         return _ENV.from_string(value).render(**context)
     if isinstance(value, list):
         return [render_value(v, context) for v in value]

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Make this machine able to run responder's demo and tests: system packages, a running dockerd,
+# the venv, and a tiny busybox image built locally (no registry needed). Idempotent; run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  echo "== installing ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "== starting dockerd"
+  mkdir -p /var/log
+  (setsid dockerd >/var/log/responder-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/responder-dockerd.log"; exit 1; }
+fi
+
+if ! docker image inspect responder-test/busybox:latest >/dev/null 2>&1; then
+  echo "== building responder-test/busybox from busybox-static"
+  rootfs=$(mktemp -d)
+  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/data"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+  done
+  echo "root:x:0:0:root:/root:/bin/sh" >"$rootfs/etc/passwd"
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/sh"]' - responder-test/busybox:latest >/dev/null
+  rm -rf "$rootfs"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import responder, ansible_runner, pytest" 2>/dev/null; then
+  echo "== installing responder and its dev tools into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".[dev]"
+fi

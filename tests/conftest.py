@@ -1,0 +1,223 @@
+"""Shared test plumbing: a real dockerd, a real sshd on loopback, the real CLI in a subprocess.
+
+Under CI=true a missing service fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+IMAGE = "responder-test/busybox:latest"
+CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, why: str) -> None:
+    if not condition:
+        if CI:
+            pytest.fail(f"CI=true and {why}")
+        pytest.skip(why)
+
+
+@dataclass
+class CLIResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(
+    *args: str,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
+) -> CLIResult:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    full_env.update(env or {})
+    full_env["RESPONDER_DATA_DIR"] = str(data_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "responder", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or REPO,
+    )
+    return CLIResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+class Docker:
+    """Thin docker CLI wrapper for tests; removes what it created."""
+
+    def __init__(self) -> None:
+        self.prefix = "rt" + uuid.uuid4().hex[:6]
+        self.containers: list[str] = []
+        self.networks: list[str] = []
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout.strip()
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}-{base}-{uuid.uuid4().hex[:4]}"
+
+    def network(self, base: str) -> str:
+        name = self.name(base)
+        self("network", "create", name)
+        self.networks.append(name)
+        return name
+
+    def container(self, base: str, *run_args: str, command: tuple[str, ...] = ("sleep", "3600")) -> str:
+        name = self.name(base)
+        self("run", "-d", "--name", name, *run_args, IMAGE, *command)
+        self.containers.append(name)
+        return name
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self("inspect", ref))[0]
+
+    def ip(self, ref: str, network: str) -> str:
+        return self.inspect(ref)["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+    def can_ping(self, source: str, address: str) -> bool:
+        proc = subprocess.run(
+            ["docker", "exec", source, "ping", "-c", "1", "-W", "1", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return proc.returncode == 0
+
+    def cleanup(self) -> None:
+        for name in self.containers:
+            self("rm", "-f", "-v", name, check=False)
+        for name in self.networks:
+            self("network", "rm", name, check=False)
+
+
+def _docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> None:
+    require(_docker_available(), "dockerd is not reachable (run scripts/prepare-host.sh)")
+    has_image = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode == 0
+    require(has_image, f"test image {IMAGE} is missing (run scripts/prepare-host.sh)")
+
+
+@pytest.fixture
+def docker(docker_ready: None) -> Iterator[Docker]:
+    helper = Docker()
+    yield helper
+    helper.cleanup()
+
+
+@dataclass
+class SSHTarget:
+    port: int
+    key: Path
+    known_hosts: Path
+
+    def inventory(self, path: Path, hosts: dict[str, dict] | None = None) -> Path:
+        base = {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": self.port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+        data = {"all": {"hosts": hosts or {"dockerhost": base}}}
+        if hosts:
+            for name, extra in hosts.items():
+                data["all"]["hosts"][name] = {**base, **extra}
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHTarget]:
+    require(
+        Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen") is not None,
+        "openssh-server is missing",
+    )
+    require(os.geteuid() == 0, "the sshd fixture logs in as root and must run as root")
+    root = tmp_path_factory.mktemp("sshd")
+    os.chmod(root, 0o700)
+    host_key, client_key = root / "host_ed25519", root / "client_ed25519"
+    for key in (host_key, client_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
+    port = _free_port()
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {root}/sshd.pid\n"
+        f"AuthorizedKeysFile {root}/authorized_keys\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\nMaxStartups 50\nMaxSessions 50\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    with open(root / "sshd.log", "w") as log:
+        proc = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log
+        )
+    host_pub = (root / "host_ed25519.pub").read_text().split()
+    known = root / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()}")
+    yield SSHTarget(port=port, key=client_key, known_hosts=known)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@pytest.fixture
+def canary_path() -> Iterator[Path]:
+    path = Path(f"/tmp/responder-canary-{uuid.uuid4().hex[:8]}")
+    yield path
+    path.unlink(missing_ok=True)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from responder.catalog import load_catalog
+from responder.errors import ConfigError
+from responder.playbook.parse import load_playbook
+from responder.playbook.schema import render
+from responder.settings import shipped_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_committed_schema_is_current() -> None:
+    committed = (REPO / "responder" / "schema" / "playbook-v1.schema.json").read_text()
+    assert committed == render(), (
+        "run: python -m responder.playbook.schema > responder/schema/playbook-v1.schema.json"
+    )
+
+
+def test_schema_is_valid_json_with_every_field() -> None:
+    schema = json.loads(render())
+    assert set(schema["properties"]) >= {"name", "params", "steps", "match"}
+    assert set(schema["$defs"]["step"]["properties"]) >= {
+        "id",
+        "action",
+        "with",
+        "on_failure",
+        "timeout",
+        "approval",
+        "when",
+        "hosts",
+    }
+
+
+def test_every_action_example_validates(tmp_path: Path) -> None:
+    catalog = load_catalog([shipped_dir("runbooks")])
+    assert {"isolate_network", "preserve_logs"} <= set(catalog.actions)
+    for action in catalog.actions.values():
+        assert action.example, f"{action.name} has no example in meta/responder.yml"
+        assert action.summary and action.changes
+        pb = {
+            "name": "ex",
+            "description": "d",
+            "severity": "low",
+            "params": {"container": {"type": "string"}},
+            "steps": [dict(action.example)],
+        }
+        path = tmp_path / f"{action.name}.yml"
+        path.write_text(yaml.safe_dump(pb))
+        load_playbook(path, catalog)
+
+
+def test_shipped_playbooks_validate() -> None:
+    catalog = load_catalog([shipped_dir("runbooks")])
+    files = sorted(shipped_dir("playbooks").glob("*.yml"))
+    assert files
+    for path in files:
+        load_playbook(path, catalog)
+
+
+def test_duplicate_action_names_fail_loudly(tmp_path: Path) -> None:
+    other = tmp_path / "runbooks" / "isolate_network" / "meta"
+    other.mkdir(parents=True)
+    (other / "argument_specs.yml").write_text("argument_specs:\n  main:\n    options: {}\n")
+    with pytest.raises(ConfigError, match="defined twice"):
+        load_catalog([tmp_path / "runbooks", shipped_dir("runbooks")])

@@ -1,0 +1,177 @@
+"""The engine's planning and bookkeeping against a fake executor (no Ansible)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from responder.catalog import load_catalog
+from responder.engine import Engine, RunRequest
+from responder.errors import StateError
+from responder.execution.events import HostResult, RunnerEvent, StepOutcome, StepResult
+from responder.execution.runner import Batch, BatchResult, CancelToken
+from responder.params import SecretValues, resolve
+from responder.playbook.parse import load_playbook
+from responder.settings import Settings, shipped_dir
+from responder.timeline import IncidentStatus, Timeline
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+class FakeExecutor:
+    """Succeeds every step unless told otherwise; records what it was asked to run."""
+
+    def __init__(self, outcomes: dict[str, StepOutcome] | None = None) -> None:
+        self.batches: list[Batch] = []
+        self.outcomes = outcomes or {}
+
+    def run(self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken) -> BatchResult:
+        self.batches.append(batch)
+        results = []
+        stop = False
+        for inv in batch.steps:
+            if stop:
+                results.append(StepResult(inv.step_id))
+                continue
+            outcome = self.outcomes.get(inv.step_id, StepOutcome.SUCCEEDED)
+            host = HostResult(outcome=outcome, outputs={"container_id": "c" * 64, "printed": "p"})
+            result = StepResult(inv.step_id, started=True, hosts={"localhost": host})
+            result.finish()
+            results.append(result)
+            stop = outcome is not StepOutcome.SUCCEEDED and inv.on_failure.value == "abort"
+        return BatchResult(results, "successful", 0, None, batch.private_data_dir)
+
+
+def setup(tmp_path: Path, outcomes: dict[str, StepOutcome] | None = None) -> tuple[Engine, FakeExecutor, Any]:
+    settings = Settings(
+        tmp_path / "data", (FIXTURES / "playbooks",), (FIXTURES / "runbooks", shipped_dir("runbooks"))
+    )
+    catalog = load_catalog(settings.runbook_dirs)
+    executor = FakeExecutor(outcomes)
+    engine = Engine(settings, catalog, Timeline(settings.database), executor)
+    return engine, executor, catalog
+
+
+def request(catalog: Any, name: str, **params: Any) -> RunRequest:
+    pb = load_playbook(FIXTURES / "playbooks" / f"{name}.yml", catalog)
+    values, secrets = resolve(pb, params, environ={})
+    return RunRequest(pb, values, secrets, actor="tester")
+
+
+def test_consecutive_steps_share_one_runner_invocation(tmp_path: Path) -> None:
+    engine, executor, catalog = setup(tmp_path)
+    outcome = engine.start(request(catalog, "hosts"))
+    assert outcome.status is IncidentStatus.SUCCEEDED
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [["everywhere", "only_b"]]
+    assert executor.batches[0].steps[1].hosts == "hostb"
+
+
+def test_dependency_on_a_step_in_the_batch_splits_it(tmp_path: Path) -> None:
+    engine, executor, catalog = setup(tmp_path)
+    engine.start(request(catalog, "canary", value="v"))
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [
+        ["echo"],
+        ["echo_again", "isolate", "logs"],
+    ]
+    # the second batch saw the first batch's output rendered into its arguments
+    assert executor.batches[1].steps[0].args == {"value": "p"}
+
+
+def test_approval_gate_pauses_then_resumes(tmp_path: Path) -> None:
+    engine, executor, catalog = setup(tmp_path)
+    outcome = engine.start(request(catalog, "gated", container="web"))
+    assert outcome.status is IncidentStatus.AWAITING_APPROVAL and outcome.awaiting_step == "isolate"
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [["logs"]]
+    with pytest.raises(StateError):
+        engine.approve(outcome.incident_id, ["after"], "boss")
+    engine.approve(outcome.incident_id, ["isolate"], "boss", "confirmed exfiltration")
+    final = engine.resume(outcome.incident_id, SecretValues({}))
+    assert final.status is IncidentStatus.SUCCEEDED
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [["logs"], ["isolate"], ["after"]]
+    assert executor.batches[2].steps[0].args == {"value": "c" * 64}
+    events = list(engine.timeline.events(outcome.incident_id))
+    granted = [e for e in events if e.kind == "approval_granted"]
+    assert granted[0].actor == "boss" and granted[0].step == "isolate"
+    assert "confirmed exfiltration" in granted[0].message
+
+
+def test_deny_ends_the_incident(tmp_path: Path) -> None:
+    engine, _executor, catalog = setup(tmp_path)
+    outcome = engine.start(request(catalog, "gated", container="web"))
+    engine.deny(outcome.incident_id, "boss", "false positive")
+    incident = engine.timeline.incident(outcome.incident_id)
+    assert incident.status is IncidentStatus.DENIED
+    steps = engine.timeline.steps(outcome.incident_id)
+    assert steps["isolate"][0] == "not_run" and steps["logs"][0] == "succeeded"
+    with pytest.raises(StateError):
+        engine.resume(outcome.incident_id, SecretValues({}))
+
+
+def test_abort_stops_and_records_what_was_not_done(tmp_path: Path) -> None:
+    engine, _executor, catalog = setup(tmp_path, {"first": StepOutcome.FAILED})
+    outcome = engine.start(request(catalog, "slow"))
+    assert outcome.status is IncidentStatus.FAILED
+    assert outcome.steps == {"first": "failed", "wait": "not_run", "later": "not_run"}
+    closed = next(e for e in engine.timeline.events(outcome.incident_id) if e.kind == "incident_closed")
+    assert closed.data["not_done"] == ["wait", "later"]
+
+
+def test_continue_keeps_going(tmp_path: Path) -> None:
+    engine, _executor, catalog = setup(tmp_path, {"isolate": StepOutcome.FAILED})
+    outcome = engine.start(request(catalog, "canary", value="v"))
+    assert outcome.steps["logs"] == "succeeded" and outcome.steps["isolate"] == "failed"
+    assert outcome.status is IncidentStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (StepOutcome.UNREACHABLE, IncidentStatus.HOST_UNREACHABLE),
+        (StepOutcome.CONFIG_ERROR, IncidentStatus.CONFIG_ERROR),
+        (StepOutcome.TIMED_OUT, IncidentStatus.TIMED_OUT),
+        (StepOutcome.INTERRUPTED, IncidentStatus.INTERRUPTED),
+    ],
+)
+def test_outcomes_map_to_incident_status(
+    tmp_path: Path, outcome: StepOutcome, status: IncidentStatus
+) -> None:
+    engine, _, catalog = setup(tmp_path, {"echo": outcome})
+    assert engine.start(request(catalog, "canary", value="v")).status is status
+
+
+def test_when_false_skips_without_running(tmp_path: Path) -> None:
+    engine, executor, _ = setup(tmp_path)
+    catalog = load_catalog([shipped_dir("runbooks")])
+    pb = load_playbook(shipped_dir("playbooks") / "isolate-container.yml", catalog)
+    outcome = engine.start(
+        RunRequest(pb, {"container": "web", "preserve_logs": False}, SecretValues({}), "me")
+    )
+    assert outcome.steps["preserve_logs"] == "skipped"
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [["isolate"]]
+
+
+def test_playbook_edited_while_paused_is_refused(tmp_path: Path) -> None:
+    engine, _, catalog = setup(tmp_path)
+    copy = tmp_path / "gated.yml"
+    copy.write_text((FIXTURES / "playbooks" / "gated.yml").read_text())
+    pb = load_playbook(copy, catalog)
+    outcome = engine.start(RunRequest(pb, {"container": "web"}, SecretValues({}), "me"))
+    copy.write_text(copy.read_text().replace("high", "critical"))
+    with pytest.raises(StateError, match="changed since"):
+        engine.approve(outcome.incident_id, None, "boss")
+
+
+def test_secret_params_never_reach_args_or_timeline(tmp_path: Path) -> None:
+    engine, executor, catalog = setup(tmp_path)
+    pb = load_playbook(FIXTURES / "playbooks" / "secret.yml", catalog)
+    secret = "canary-secret-0d9f8a7b"
+    outcome = engine.start(RunRequest(pb, {"out_file": "/tmp/x"}, SecretValues({"token": secret}), "me"))
+    batch = executor.batches[0]
+    assert batch.steps[0].secret_args == {"token": "token"}
+    assert secret not in repr(batch.steps[0].args) and secret not in repr(batch.context)
+    assert batch.secret_values == {"use": {"token": secret}}
+    assert secret not in (tmp_path / "data" / "timeline.db").read_bytes().decode("latin-1")
+    assert outcome.status is IncidentStatus.SUCCEEDED

@@ -1,0 +1,77 @@
+"""One invalid playbook per error case; each names its expected location and message in a
+`# expect: LINE:COL message | more` header, and the error must carry both."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from responder.catalog import load_catalog
+from responder.errors import PlaybookError
+from responder.playbook.parse import load_playbook
+from responder.settings import shipped_dir
+
+INVALID = Path(__file__).resolve().parent.parent / "fixtures" / "invalid"
+CASES = sorted(INVALID.glob("*.yml"))
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog([shipped_dir("runbooks")])
+
+
+def test_there_is_a_fixture_per_case() -> None:
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_invalid_playbook_is_refused_with_location(path: Path, catalog) -> None:
+    header = path.read_text().splitlines()[0]
+    match = re.match(r"# expect: (\d+):(\d+) (.*)", header)
+    assert match, f"{path.name} lacks an expect header"
+    line, col, expected = int(match.group(1)), int(match.group(2)), match.group(3)
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, catalog)
+    rendered = [p.render() for p in info.value.problems]
+    hits = [p for p in info.value.problems if all(part.strip() in p.render() for part in expected.split("|"))]
+    assert hits, f"expected {expected!r} in {rendered}"
+    problem = hits[0]
+    assert (problem.line, problem.column) == (line, col), rendered
+    assert problem.file == str(path)
+    assert problem.render().startswith(f"{path}:{line}:{col}: ")
+    assert "^" in problem.snippet  # a caret under the offending spot
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "many.yml"
+    path.write_text(
+        "name: x\ndescription: d\nseverity: urgent\nsteps:\n"
+        "  - id: a\n    action: isolate_networkx\n    with: {container: no}\n"
+        "  - id: a\n    action: isolate_network\n    with: {containr: b}\n"
+    )
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, catalog)
+    messages = " ".join(p.message for p in info.value.problems)
+    for expected in ("urgent", "isolate_networkx", "'no' is ambiguous", "already used", "containr"):
+        assert expected in messages
+    assert len(info.value.problems) >= 6  # includes 'needs argument container'
+
+
+def test_python_tag_never_executes(tmp_path: Path, catalog) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yml"
+    path.write_text(f'name: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(PlaybookError):
+        load_playbook(path, catalog)
+    assert not marker.exists()
+
+
+def test_unreadable_and_non_utf8_files(tmp_path: Path, catalog) -> None:
+    with pytest.raises(PlaybookError, match="cannot read playbook"):
+        load_playbook(tmp_path / "missing.yml", catalog)
+    bad = tmp_path / "latin1.yml"
+    bad.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(PlaybookError, match="not valid UTF-8"):
+        load_playbook(bad, catalog)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from pathlib import Path
+
+from responder.ids import INCIDENT_ID, new_incident_id
+from responder.timeline import Incident, IncidentStatus, Redactor, Timeline
+
+
+def make(tl: Timeline, incident_id: str = "INC-20260101-000000-abcd") -> str:
+    tl.create_incident(
+        Incident(
+            incident_id,
+            "t",
+            "t",
+            IncidentStatus.RUNNING,
+            "p",
+            "/p.yml",
+            "0" * 64,
+            "high",
+            {"container": "web"},
+            (),
+            {"source": "cli"},
+            None,
+            None,
+            None,
+            "me",
+        )
+    )
+    return incident_id
+
+
+def test_ids_sort_by_time_and_match_the_pattern() -> None:
+    a, b = new_incident_id(), new_incident_id()
+    assert INCIDENT_ID.match(a) and INCIDENT_ID.match(b)
+    assert a[:19] <= b[:19]
+
+
+def test_events_are_sequenced_and_timestamped(tmp_path: Path) -> None:
+    tl = Timeline(tmp_path / "t.db")
+    iid = make(tl)
+    for i in range(5):
+        tl.append(iid, "note", f"m{i}", step="s", host="h", data={"i": i})
+    events = list(tl.events(iid))
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", e.ts) for e in events)
+    assert events[2].data == {"i": 2}
+
+
+def test_wal_and_private_file(tmp_path: Path) -> None:
+    tl = Timeline(tmp_path / "t.db")
+    assert tl._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "t.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_concurrent_writers_never_collide(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    iid = make(Timeline(path))
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        tl = Timeline(path)
+        try:
+            for i in range(50):
+                tl.append(iid, "w", f"{n}-{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    seqs = [e.seq for e in Timeline(path).events(iid)]
+    assert seqs == list(range(1, 201))
+
+
+def test_redaction_reaches_messages_data_and_params(tmp_path: Path) -> None:
+    tl = Timeline(tmp_path / "t.db", Redactor(["hunter2-secret"]))
+    iid = make(tl)
+    tl.append(iid, "x", "token hunter2-secret leaked", data={"nested": ["a hunter2-secret b"]})
+    raw = sqlite3.connect(tmp_path / "t.db").execute("SELECT message, data FROM events").fetchall()
+    assert "hunter2" not in str(raw)
+
+
+def test_step_ledger_keeps_outputs(tmp_path: Path) -> None:
+    tl = Timeline(tmp_path / "t.db")
+    iid = make(tl)
+    tl.set_step(iid, "a", "running")
+    tl.set_step(iid, "a", "succeeded", {"x": 1})
+    tl.set_step(iid, "a", "succeeded")
+    assert tl.steps(iid) == {"a": ("succeeded", {"x": 1})}
