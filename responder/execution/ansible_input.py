@@ -84,7 +84,9 @@ def build_playbook(steps: Sequence[StepInvocation]) -> list[dict[str, Any]]:
         }
         if step.secret_args:
             include["no_log"] = True
-        block: dict[str, Any] = {"block": [include], "timeout": step.timeout}
+        # No Ansible `timeout:` here: on expiry it abandons the module process instead of killing it.
+        # The step timeout is enforced by the runner's watchdog, which stops the whole process tree.
+        block: dict[str, Any] = {"block": [include]}
         if step.on_failure is OnFailure.CONTINUE:
             block["rescue"] = [
                 {

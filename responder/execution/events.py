@@ -147,7 +147,7 @@ class Classifier:
             if step:
                 step.started = True
             return
-        if event.kind == "error" or (event.kind == "verbose" and "ERROR!" in event.stdout):
+        if "ERROR!" in event.stdout or "[ERROR]" in event.stdout:
             self.playbook_error = self.playbook_error or event.stdout.strip()
         if step is None:
             return
@@ -193,6 +193,18 @@ class Classifier:
         for step in results:
             if step.started:
                 current = step
+        failed_hosts = any(
+            h.outcome not in (StepOutcome.SUCCEEDED, StepOutcome.NOT_RUN)
+            for s in results
+            for h in s.hosts.values()
+        )
+        if rc and not canceled and not failed_hosts and current is not None:
+            # ansible-playbook gave up without a failed task: a role that does not load, a module
+            # that does not exist. That is the playbook's fault, not the host's.
+            current.outcome = StepOutcome.CONFIG_ERROR
+            current.message = self.playbook_error or f"ansible-playbook exited {rc} without a failed task"
+            for host in current.hosts.values():
+                host.outcome, host.message = StepOutcome.CONFIG_ERROR, current.message
         for step in results:
             if canceled and step is current:
                 step.outcome = StepOutcome.TIMED_OUT if canceled == "timeout" else StepOutcome.INTERRUPTED

@@ -9,9 +9,11 @@ ansible-runner kill ansible-playbook's whole process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -215,11 +217,18 @@ class AnsibleRunnerExecutor:
             on_event(event)
             return True
 
+        stopped: list[bool] = []
+
         def should_cancel() -> bool:
             if current:
                 sid = current[0]
                 if time.monotonic() - step_started[sid] > timeouts[sid]:
                     cancel.cancel("timeout")
+            if cancel.is_set() and not stopped:
+                stopped.append(True)
+                # ansible-runner only kills ansible-playbook's process group; modules on the local
+                # connection run in groups of their own and would outlive it.
+                stop_descendants()
             return cancel.is_set()
 
         runner = runner_cls(config, event_handler=handle, cancel_callback=should_cancel)
@@ -246,3 +255,46 @@ def _tail(path: Path, limit: int = 2000) -> str:
     except OSError:
         return ""
     return text[-limit:]
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # the command name may contain spaces and parentheses: the ppid follows the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def stop_descendants(grace: float = 3.0) -> list[int]:
+    """SIGTERM every process below this one, then SIGKILL whatever is left after `grace` seconds."""
+    children = _children_map()
+    pending = list(children.get(os.getpid(), []))
+    tree: list[int] = []
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in reversed(tree):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 0)
+        while time.monotonic() < deadline and any(_alive(pid) for pid in tree):
+            time.sleep(0.05)
+    return tree
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

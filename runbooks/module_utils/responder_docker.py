@@ -19,7 +19,7 @@ import subprocess
 __metaclass__ = type
 
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
-HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
+HEX_PREFIX = re.compile(r"^[0-9a-f]{1,64}$")
 # moby daemon/names: RestrictedNameChars; the API prefixes names with '/'.
 CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 INCIDENT_ID = re.compile(r"^INC-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")

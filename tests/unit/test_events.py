@@ -108,3 +108,18 @@ def test_no_hosts_matched_fails_the_step() -> None:
         "a"
     ]
     assert r.outcome is StepOutcome.FAILED and "no hosts matched" in r.message
+
+
+def test_error_without_failed_task_blames_the_playbook() -> None:
+    error = from_runner(
+        {
+            "event": "verbose",
+            "counter": 99,
+            "uuid": "e",
+            "stdout": "[ERROR]: couldn't resolve module",
+            "event_data": {},
+        }
+    )
+    r = classify([ev("playbook_on_play_start", host=None), ev("runner_on_ok"), error], steps=("a", "b"), rc=4)
+    assert r["a"].outcome is StepOutcome.CONFIG_ERROR and "couldn't resolve" in r["a"].message
+    assert r["b"].outcome is StepOutcome.NOT_RUN

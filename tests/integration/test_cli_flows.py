@@ -1,0 +1,136 @@
+"""Approval gates, dry runs and host targeting through the real CLI, Ansible and dockerd."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, Docker, SSHTarget, run_cli
+
+pytestmark = pytest.mark.integration
+FIXTURE_ARGS = ("--runbooks-dir", str(FIXTURES / "runbooks"))
+
+
+def _incident(output: str) -> str:
+    return next(word for word in output.split() if word.startswith("INC-"))
+
+
+def test_approval_gate_then_approve(docker: Docker, data_dir: Path) -> None:
+    victim = docker.container("gated", "--network", docker.network("g"))
+    first = run_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "gated.yml"),
+        *FIXTURE_ARGS,
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
+    )
+    assert first.returncode == 10, first.output
+    incident = _incident(first.stdout)
+    assert f"responder approve {incident} isolate" in first.stdout
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"]  # still connected: nothing past the gate ran
+    listed = run_cli("incidents", data_dir=data_dir).stdout
+    assert "awaiting_approval" in listed and "(next: isolate)" in listed
+    wrong = run_cli("approve", incident, "after", *FIXTURE_ARGS, data_dir=data_dir)
+    assert wrong.returncode == 2 and "not waiting for approval" in wrong.stderr
+    approved = run_cli(
+        "approve",
+        incident,
+        "isolate",
+        "--as",
+        "alice@oncall",
+        "--reason",
+        "exfil confirmed",
+        *FIXTURE_ARGS,
+        data_dir=data_dir,
+    )
+    assert approved.returncode == 0, approved.output
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
+    db = sqlite3.connect(data_dir / "timeline.db")
+    actor, ts, message = db.execute(
+        "SELECT actor, ts, message FROM events WHERE incident_id=? AND kind='approval_granted'", (incident,)
+    ).fetchone()
+    assert actor == "alice@oncall" and "exfil confirmed" in message and ts.endswith("Z")
+    full_id = docker.inspect(victim)["Id"]
+    (outputs,) = db.execute(
+        "SELECT outputs FROM steps WHERE incident_id=? AND step_id='after'", (incident,)
+    ).fetchone()
+    assert full_id in outputs  # the step after the gate read the gated step's output
+    again = run_cli("approve", incident, "--all", *FIXTURE_ARGS, data_dir=data_dir)
+    assert again.returncode == 2 and "not awaiting approval" in again.stderr
+
+
+def test_approval_gate_then_deny(docker: Docker, data_dir: Path) -> None:
+    victim = docker.container("denied", "--network", docker.network("d"))
+    first = run_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "gated.yml"),
+        *FIXTURE_ARGS,
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
+    )
+    incident = _incident(first.stdout)
+    denied = run_cli(
+        "deny", incident, "--as", "bob", "--reason", "false positive", *FIXTURE_ARGS, data_dir=data_dir
+    )
+    assert denied.returncode == 11, denied.output
+    shown = run_cli("show", incident, data_dir=data_dir).stdout
+    assert "denied" in shown and "bob" in shown and "isolate=not_run" in shown
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"]
+
+
+def test_dry_run_changes_nothing_and_shows_the_plan(docker: Docker, data_dir: Path) -> None:
+    net = docker.network("dry")
+    victim = docker.container("dry", "--network", net, "--restart", "unless-stopped")
+    info = docker.inspect(victim)
+    result = run_cli("run", "isolate-container", "--dry-run", "-p", f"container={victim}", data_dir=data_dir)
+    assert result.returncode == 0, result.output
+    out = result.stdout
+    assert "DRY RUN" in out and info["Id"] in out and net in out
+    assert "restart policy: unless-stopped" in out and "--rm: False" in out
+    assert f"would: disconnect from {net}" in out
+    assert "image: responder-test/busybox" in out and info["Image"] in out
+    assert '"container": "' + victim + '"' in out  # rendered arguments
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"].keys() == {net}
+    assert run_cli("incidents", data_dir=data_dir).stdout.strip() == "no incidents yet"
+    assert not list((data_dir / "runs").iterdir())
+
+
+def test_limit_and_per_step_hosts(sshd: SSHTarget, data_dir: Path, tmp_path: Path) -> None:
+    inventory = sshd.inventory(tmp_path / "inv.yml", hosts={"hosta": {}, "hostb": {}})
+    result = run_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "hosts.yml"),
+        *FIXTURE_ARGS,
+        "-i",
+        str(inventory),
+        data_dir=data_dir,
+    )
+    assert result.returncode == 0, result.output
+    db = sqlite3.connect(data_dir / "timeline.db")
+    incident = _incident(result.stdout)
+
+    def hosts(step: str) -> set[str]:
+        rows = db.execute(
+            "SELECT DISTINCT host FROM events WHERE incident_id=? AND step=? AND host IS NOT NULL",
+            (incident, step),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    assert hosts("everywhere") == {"hosta", "hostb"} and hosts("only_b") == {"hostb"}
+    limited = run_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "hosts.yml"),
+        *FIXTURE_ARGS,
+        "-i",
+        str(inventory),
+        "--limit",
+        "hosta",
+        data_dir=data_dir,
+    )
+    incident = _incident(limited.stdout)
+    assert hosts("everywhere") == {"hosta"}
+    assert limited.returncode == 3 and "no hosts matched" in limited.stdout  # only_b has nobody left
