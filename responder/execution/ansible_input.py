@@ -79,7 +79,9 @@ def build_playbook(steps: Sequence[StepInvocation]) -> list[dict[str, Any]]:
             role_vars[arg] = _secret_expr(step.step_id, arg)
         include: dict[str, Any] = {
             "name": f"{STEP_PLAY_PREFIX}{step.step_id}",
-            "ansible.builtin.include_role": {"name": step.role},
+            # responder has already checked the arguments against this role's argument_specs, before
+            # and after rendering; a second check in Ansible would cost a task per step.
+            "ansible.builtin.import_role": {"name": step.role, "rolespec_validate": False},
             "vars": role_vars,
         }
         if step.secret_args:

@@ -15,8 +15,6 @@ options:
   incident: {description: Incident ID., type: str, required: true}
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
     Docker,
@@ -53,7 +51,7 @@ def main():
         output["would_change"] = "write logs and inspect JSON of %s to %s/%s" % (
             cid[:12], module.params["evidence_root"], module.params["incident"])
         output["evidence"] = []
-        module.exit_json(changed=True, output=output)
+        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
     try:
         directory = evidence_dir(module.params["evidence_root"], module.params["incident"])
@@ -83,8 +81,7 @@ def main():
 
     output["evidence"] = evidence
     output["docker_version"] = docker.version()
-    json.dumps(output)
-    module.exit_json(changed=True, output=output)
+    module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
 
 if __name__ == "__main__":
