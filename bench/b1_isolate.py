@@ -6,13 +6,14 @@ Both sides start a fresh Python process, as an on-call engineer's command would.
 
 from __future__ import annotations
 
+import compileall
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
-from bench.common import IMAGE, clean_env, docker, report, summary, timed
+from bench.common import IMAGE, REPO, clean_env, docker, report, summary, timed
 
 BASELINE = """
 import sys, ansible_runner
@@ -42,6 +43,9 @@ steps:
 
 
 def main(rounds: int = 10) -> None:
+    # pip byte-compiles an installed wheel; an editable checkout under PYTHONDONTWRITEBYTECODE=1
+    # would recompile every module on every start. Compare like with like.
+    compileall.compile_dir(REPO / "responder", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="responder-b1-"))
     playbook = work / "bench-isolate.yml"
     playbook.write_text(PLAYBOOK)

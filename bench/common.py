@@ -31,7 +31,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {
         "n": len(samples),
         "median": statistics.median(ordered),
-        "p95": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],
+        "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
         "min": ordered[0],
         "max": ordered[-1],
     }

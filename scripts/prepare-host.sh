@@ -46,3 +46,5 @@ if ! .venv/bin/python -c "import responder, ansible_runner, pytest" 2>/dev/null;
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e ".[dev]"
 fi
+# An editable install is not byte-compiled by pip; do it so that start-up does not recompile.
+.venv/bin/python -m compileall -q responder >/dev/null

@@ -176,6 +176,10 @@ class AnsibleRunnerExecutor:
             "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
             "ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "False",
         }
+        if batch.inventory is None:
+            # Our own inventory is YAML: skip the host_list, script and auto plugins Ansible would
+            # try on it first.
+            envvars["ANSIBLE_INVENTORY_ENABLED"] = "yaml"
         config = config_cls(
             private_data_dir=str(root),
             playbook="main.yml",
@@ -188,6 +192,9 @@ class AnsibleRunnerExecutor:
             ident="run",
         )
         config.prepare()
+        # cancel_callback is polled only when pexpect's expect() returns: on output, or after this
+        # many seconds of silence. The default (5 s) would delay Ctrl-C and step timeouts.
+        config.pexpect_timeout = 0.5
         inherited = os.environ
         config.env = {
             k: v

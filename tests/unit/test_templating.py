@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from responder.playbook.templating import evaluate, references, render_value
+from responder.playbook.templating import UndefinedValue, evaluate, references, render_value
 
 CTX = {"params": {"c": "{{ 7 * 7 }}", "ports": ["80", "443"], "n": 3}, "steps": {}, "incident": {"id": "INC"}}
 
@@ -21,17 +21,21 @@ def test_single_expression_keeps_native_type() -> None:
 
 def test_sandbox_blocks_attribute_escapes() -> None:
     # The sandbox either refuses outright or hands back an undefined that StrictUndefined refuses.
-    with pytest.raises((SecurityError, UndefinedError)):
+    with pytest.raises((SecurityError, UndefinedError, UndefinedValue)):
         render_value("{{ ''.__class__.__mro__[1].__subclasses__() }}", CTX)
-    with pytest.raises((SecurityError, UndefinedError)):
+    with pytest.raises((SecurityError, UndefinedError, UndefinedValue)):
         render_value("{{ params.c.format.__globals__ }}", CTX)
-    with pytest.raises((SecurityError, UndefinedError)):
+    with pytest.raises((SecurityError, UndefinedError, UndefinedValue)):
         render_value("{{ ('{0.__class__.__mro__}' | attr('format'))(params.c) }}", CTX)
 
 
 def test_undefined_is_an_error() -> None:
-    with pytest.raises(UndefinedError):
-        render_value("{{ params.missing }}", CTX)
+    with pytest.raises(UndefinedValue):
+        render_value("{{ params.missing }}", CTX)  # the plain-reference fast path
+    with pytest.raises((UndefinedValue, UndefinedError)):
+        render_value("{{ params.missing | upper }}", CTX)  # through Jinja
+    with pytest.raises(UndefinedValue):
+        render_value("{{ params.c.deeper }}", CTX)
 
 
 def test_references() -> None:
