@@ -19,7 +19,7 @@ from responder.catalog import Catalog, check_arguments
 from responder.errors import PlaybookError, Problem, StateError
 from responder.evidence import EvidenceProblem, record_from_output
 from responder.execution.ansible_input import StepInvocation
-from responder.execution.events import RunnerEvent, StepOutcome, StepResult
+from responder.execution.events import Classifier, RunnerEvent, StepOutcome, StepResult
 from responder.execution.runner import Batch, CancelToken, Executor
 from responder.ids import new_incident_id, utc_now
 from responder.params import SecretValues
@@ -319,8 +319,21 @@ class Engine:
         planned = {p.step.id: p for p in batch}
         for p in batch:
             self.timeline.set_step(incident_id, p.step.id, "running")
+        # Steps are recorded as soon as the next step's play starts, so the timeline and the
+        # terminal follow the run live; the last step waits for the run's end.
+        live = Classifier(ids)
+        finished: dict[str, IncidentStatus | None] = {}
 
         def on_event(event: RunnerEvent) -> None:
+            live.feed(event)
+            if event.kind == "playbook_on_play_start" and event.step_id in planned:
+                for earlier in ids[: ids.index(event.step_id)]:
+                    if earlier not in finished:
+                        result = live.steps[earlier]
+                        result.finish()
+                        finished[earlier] = self._finish_step(
+                            incident_id, planned[earlier].step, result, outputs
+                        )
             self._runner_event(incident_id, planned, event)
 
         result = self.executor.run(
@@ -338,35 +351,44 @@ class Engine:
             on_event,
             self.cancel,
         )
-        stop: IncidentStatus | None = None
+        stop = next((status for status in finished.values() if status is not None), None)
         for step_result in result.steps:
             step = planned[step_result.step_id].step
+            if step.id in finished:
+                continue
             if stop is not None:
                 self._record_step(
                     incident_id, step.id, StepOutcome.NOT_RUN, "not run: an earlier step stopped the run"
                 )
                 continue
-            host_outputs = {h: r.outputs for h, r in step_result.hosts.items()}
-            self._collect_evidence(incident_id, step.id, step_result)
-            merged = self._merge_outputs(step_result)
-            outputs[step.id] = merged
-            self._record_step(
-                incident_id,
-                step.id,
-                step_result.outcome,
-                step_result.message,
-                merged,
-                hosts={
-                    h: {"outcome": r.outcome, "message": r.message, "reason": r.reason, "changed": r.changed}
-                    for h, r in step_result.hosts.items()
-                },
-                host_outputs=host_outputs,
-            )
-            if step_result.outcome in _STOPPING:
-                stop = _STOPPING[step_result.outcome]
-            elif step_result.outcome is StepOutcome.FAILED and step.on_failure is OnFailure.ABORT:
-                stop = IncidentStatus.FAILED
+            stop = self._finish_step(incident_id, step, step_result, outputs)
         return stop
+
+    def _finish_step(
+        self, incident_id: str, step: Step, step_result: StepResult, outputs: dict[str, dict[str, Any]]
+    ) -> IncidentStatus | None:
+        """Record one step's outcome and evidence; returns the incident status it forces, if any."""
+        host_outputs = {h: r.outputs for h, r in step_result.hosts.items()}
+        self._collect_evidence(incident_id, step.id, step_result)
+        merged = self._merge_outputs(step_result)
+        outputs[step.id] = merged
+        self._record_step(
+            incident_id,
+            step.id,
+            step_result.outcome,
+            step_result.message,
+            merged,
+            hosts={
+                h: {"outcome": r.outcome, "message": r.message, "reason": r.reason, "changed": r.changed}
+                for h, r in step_result.hosts.items()
+            },
+            host_outputs=host_outputs,
+        )
+        if step_result.outcome in _STOPPING:
+            return _STOPPING[step_result.outcome]
+        if step_result.outcome is StepOutcome.FAILED and step.on_failure is OnFailure.ABORT:
+            return IncidentStatus.FAILED
+        return None
 
     def _runner_event(self, incident_id: str, planned: Mapping[str, PlannedStep], event: RunnerEvent) -> None:
         self.on_runner_event(event)

@@ -93,6 +93,20 @@ def _check_contained(
     ]
     assert events[0] == "incident_opened" and events[-1] == "incident_closed"
     assert events.count("evidence_recorded") == 2 and "task_result" in events
+    # both steps ran in ONE ansible-runner invocation, and the first was recorded live, before the
+    # second started
+    assert [p.name for p in (data_dir / "runs" / incident).iterdir()] == ["01-preserve_logs"]
+    order = db.execute(
+        "SELECT kind || ':' || step FROM events WHERE incident_id=? AND kind IN ('step_started', 'step_finished') "
+        "ORDER BY seq",
+        (incident,),
+    ).fetchall()
+    assert [r[0] for r in order] == [
+        "step_started:preserve_logs",
+        "step_finished:preserve_logs",
+        "step_started:isolate",
+        "step_finished:isolate",
+    ]
     return incident
 
 
