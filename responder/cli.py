@@ -119,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--reason", default="", help="why, for the timeline")
     approve.add_argument("--quiet", action="store_true")
 
+    export = command("export", "write an incident's timeline for the post-incident review")
+    export.add_argument("incident")
+    export.add_argument(
+        "--format",
+        "-f",
+        default="md",
+        choices=["md", "html", "json", "jsonl", "csv"],
+        help="md (review), html (self-contained, visual timeline), json, jsonl (Timesketch), csv",
+    )
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+
     deny = command("deny", "refuse a paused step; the incident ends")
     deny.add_argument("incident")
     deny.add_argument("--as", dest="actor", help="who refuses (default: user@host)")
@@ -415,3 +426,23 @@ def cmd_deny(args: argparse.Namespace) -> int:
     )
     print(f"{args.incident}: denied")
     return STATUS_EXIT["denied"]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from responder.export import export
+
+    timeline = _timeline(_settings(args))
+    timeline.incident(args.incident)  # fail with "no incident" before creating any file
+    if not args.output:
+        export(timeline, args.incident, args.format, sys.stdout)
+        return 0
+    target = Path(args.output)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            export(timeline, args.incident, args.format, handle)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {target}", file=sys.stderr)
+    return 0

@@ -285,6 +285,21 @@ class Timeline:
                 json.loads(row["data"]),
             )
 
+    def raw_events(
+        self, incident_id: str
+    ) -> Iterator[tuple[int, str, str, str | None, str | None, str, str, str]]:
+        """Stream (seq, ts, kind, step, host, actor, message, data_json) without decoding `data`:
+        the exporters pass it through, which keeps a 100k-event export fast and flat in memory."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        cursor.arraysize = 512
+        cursor.execute(
+            "SELECT seq, ts, kind, step, host, actor, message, data FROM events WHERE incident_id=? ORDER BY seq",
+            (incident_id,),
+        )
+        while rows := cursor.fetchmany():
+            yield from rows
+
     # step ledger -----------------------------------------------------------------------------
 
     def set_step(

@@ -10,6 +10,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+# The export tests open the HTML report in a real headless browser.
+if [ "${RESPONDER_WITH_BROWSER:-0}" = 1 ]; then command -v chromium >/dev/null || need_pkgs+=(chromium); fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   apt-get update -qq

@@ -3,7 +3,7 @@
 # Integration tests start their own sshd on loopback with generated keys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/prepare-host.sh
+RESPONDER_WITH_BROWSER=1 bash scripts/prepare-host.sh
 echo "== ruff"; .venv/bin/ruff check responder tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -96,6 +96,14 @@ def _check_contained(
     # both steps ran in ONE ansible-runner invocation, and the first was recorded live, before the
     # second started
     assert [p.name for p in (data_dir / "runs" / incident).iterdir()] == ["01-preserve_logs"]
+    for private in (
+        data_dir / "runs",
+        data_dir / "runs" / incident / "01-preserve_logs",
+        data_dir / "evidence",
+        data_dir / "evidence" / incident,
+        Path(kinds["logs"][1]).parent,
+    ):
+        assert private.stat().st_mode & 0o777 == 0o700, private
     order = db.execute(
         "SELECT kind || ':' || step FROM events WHERE incident_id=? AND kind IN ('step_started', 'step_finished') "
         "ORDER BY seq",

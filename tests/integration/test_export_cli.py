@@ -1,0 +1,106 @@
+"""Export of a real incident (Ansible, dockerd) through the CLI, and the HTML in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, Docker, require, run_cli
+
+pytestmark = pytest.mark.integration
+FIXTURE_ARGS = ("--runbooks-dir", str(FIXTURES / "runbooks"))
+
+
+@pytest.fixture
+def approved_incident(docker: Docker, data_dir: Path) -> str:
+    victim = docker.container("exported", "--network", docker.network("x"))
+    first = run_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "gated.yml"),
+        *FIXTURE_ARGS,
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
+    )
+    incident = next(w for w in first.stdout.split() if w.startswith("INC-"))
+    done = run_cli(
+        "approve",
+        incident,
+        "--all",
+        "--as",
+        "carol",
+        "--reason",
+        "<b>confirmed</b>",
+        *FIXTURE_ARGS,
+        data_dir=data_dir,
+    )
+    assert done.returncode == 0, done.output
+    return incident
+
+
+def test_every_format_from_the_cli(approved_incident: str, data_dir: Path, tmp_path: Path) -> None:
+    outputs = {}
+    for fmt in ("md", "html", "json", "jsonl", "csv"):
+        target = tmp_path / f"report.{fmt}"
+        result = run_cli("export", approved_incident, "--format", fmt, "-o", str(target), data_dir=data_dir)
+        assert result.returncode == 0, result.output
+        outputs[fmt] = target.read_text()
+    data = json.loads(outputs["json"])
+    kinds = [e["kind"] for e in data["events"]]
+    assert "approval_granted" in kinds and "evidence_recorded" in kinds
+    assert data["summary"]["decisions"][-1]["actor"] == "carol"
+    assert len(outputs["jsonl"].splitlines()) == len(kinds)
+    assert len(list(csv.reader(outputs["csv"].splitlines()))) == len(kinds) + 1
+    md = outputs["md"]
+    assert "**approved** by carol" in md and "&lt;b&gt;confirmed&lt;/b&gt;" in md
+    assert data["evidence"][0]["sha256_source"] in md
+    assert "Nothing: every step completed." in md
+    stdout = run_cli("export", approved_incident, "-f", "jsonl", data_dir=data_dir)
+    assert stdout.stdout == outputs["jsonl"]
+    missing = run_cli(
+        "export", "INC-20200101-000000-0000", "-o", str(tmp_path / "none.md"), data_dir=data_dir
+    )
+    assert missing.returncode == 2 and not (tmp_path / "none.md").exists()
+
+
+def test_html_renders_in_headless_chromium(approved_incident: str, data_dir: Path, tmp_path: Path) -> None:
+    browser = shutil.which("chromium")
+    require(browser is not None, "chromium is not installed (scripts/test.sh installs it)")
+    target = tmp_path / "report.html"
+    assert (
+        run_cli("export", approved_incident, "-f", "html", "-o", str(target), data_dir=data_dir).returncode
+        == 0
+    )
+    events = json.loads(run_cli("export", approved_incident, "-f", "json", data_dir=data_dir).stdout)[
+        "events"
+    ]
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        [
+            str(browser),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            target.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert dom.count('<tr class="event"') == len(events)
+    for event in events:
+        assert f'data-seq="{event["seq"]}"' in dom
+    assert "<svg" in dom and dom.count('class="lane"') == 3  # logs, isolate, after
+    assert "approved" in dom

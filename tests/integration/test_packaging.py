@@ -1,0 +1,60 @@
+"""The wheel carries the shipped playbooks and runbooks, and an installed copy finds them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_wheel_ships_playbooks_and_runbooks(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("responder-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "responder/_data/playbooks/isolate-container.yml" in names
+    assert "responder/_data/runbooks/isolate_network/meta/argument_specs.yml" in names
+    assert "responder/_data/runbooks/module_utils/responder_docker.py" in names
+    assert "responder/schema/playbook-v1.schema.json" in names
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    code = (
+        "import responder.settings as s, responder.catalog as c; "
+        "print(s.shipped_dir('playbooks')); print(sorted(c.load_catalog([s.shipped_dir('runbooks')]).actions))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    ).stdout
+    assert str(target / "responder" / "_data" / "playbooks") in out
+    assert "isolate_network" in out and "preserve_logs" in out

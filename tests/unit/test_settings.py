@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from responder.errors import ConfigError
+from responder.settings import ensure_private_dir, load_settings, shipped_dir
+
+
+def test_precedence_flag_env_config_default(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'data_dir = "{tmp_path / "from-config"}"\nplaybooks_dirs = ["{tmp_path / "pb"}"]\n'
+        f'host_evidence_root = "/srv/evidence"\ninventory = "inv.yml"\n'
+    )
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    assert load_settings(environ=env).data_dir == tmp_path / "state" / "responder"
+    assert load_settings(config=str(cfg), environ=env).data_dir == tmp_path / "from-config"
+    env_dir = {**env, "RESPONDER_DATA_DIR": str(tmp_path / "from-env")}
+    assert load_settings(config=str(cfg), environ=env_dir).data_dir == tmp_path / "from-env"
+    flag = load_settings(data_dir=str(tmp_path / "from-flag"), config=str(cfg), environ=env_dir)
+    assert flag.data_dir == tmp_path / "from-flag"
+    assert flag.playbook_dirs[0] == tmp_path / "pb" and flag.playbook_dirs[-1] == shipped_dir("playbooks")
+    assert flag.host_evidence_root == "/srv/evidence" and flag.inventory == "inv.yml"
+
+
+def test_config_from_environment_and_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("runbooks_dirs = ['/x']\n")
+    assert load_settings(environ={"RESPONDER_CONFIG": str(cfg)}).runbook_dirs[0] == Path("/x")
+    cfg.write_text("data_dir = \n")
+    with pytest.raises(ConfigError, match=str(cfg)):
+        load_settings(config=str(cfg), environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config=str(tmp_path / "missing.toml"), environ={})
+
+
+def test_private_dirs_are_0700_all_the_way_down(tmp_path: Path) -> None:
+    leaf = ensure_private_dir(tmp_path / "a" / "b" / "c")
+    for path in (tmp_path / "a", tmp_path / "a" / "b", leaf):
+        assert path.stat().st_mode & 0o777 == 0o700
