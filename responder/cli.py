@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from responder.catalog import Catalog
-    from responder.engine import Engine, RunOutcome
+    from responder.engine import RunOutcome
     from responder.settings import Settings
 
 EXIT_CODES = {
@@ -207,23 +207,48 @@ def _timeline(settings: Settings) -> Any:
     return Timeline(settings.database)
 
 
-def _engine(settings: Settings, catalog: Catalog, quiet: bool) -> tuple[Engine, Any]:
-    from responder.engine import Engine
-    from responder.execution.runner import AnsibleRunnerExecutor, CancelToken
-    from responder.progress import Progress
+class _Run:
+    """An engine wired to the terminal and, when configured, to Slack."""
 
-    progress = Progress(sys.stdout, quiet=quiet)
-    cancel = CancelToken()
-    engine = Engine(
-        settings,
-        catalog,
-        _timeline(settings),
-        AnsibleRunnerExecutor(),
-        on_timeline=progress.timeline_event,
-        on_runner_event=progress.runner_event,
-        cancel=cancel,
-    )
-    return engine, cancel
+    def __init__(self, settings: Settings, catalog: Catalog, quiet: bool, notify: Any = None) -> None:
+        from responder.engine import Engine
+        from responder.execution.runner import AnsibleRunnerExecutor, CancelToken
+        from responder.notify.setup import build_notifier
+        from responder.progress import Progress
+
+        self.settings = settings
+        self.progress = Progress(sys.stdout, quiet=quiet)
+        self.cancel = CancelToken()
+        timeline = _timeline(settings)  # before the notifier's thread opens its own connection
+        self.notifier = build_notifier(settings, notify)
+        if self.notifier is not None:
+            timeline.redactor.add(self.notifier.secret)
+        self.engine = Engine(
+            settings,
+            catalog,
+            timeline,
+            AnsibleRunnerExecutor(),
+            on_timeline=self._on_timeline,
+            on_runner_event=self.progress.runner_event,
+            cancel=self.cancel,
+        )
+
+    def _on_timeline(self, event: Any) -> None:
+        self.progress.timeline_event(event)
+        if self.notifier is not None:
+            self.notifier.observe(event)  # a queue put: Slack never sits on the containment path
+
+    def finish(self) -> None:
+        """After containment: give Slack a bounded time to catch up, then say what happened."""
+        if self.notifier is None:
+            return
+        from responder.notify.setup import flush_timeout
+
+        left = self.notifier.close(flush_timeout(self.settings))
+        text = f"slack: {self.notifier.sent} sent, {self.notifier.failed} failed"
+        if left:
+            text += f", {left} not delivered before exit (recorded on the timeline)"
+        print(text, file=sys.stderr)
 
 
 class _Signals:
@@ -291,14 +316,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit=args.limit,
         trigger={"source": "cli", "command": "run"},
     )
-    engine, cancel = _engine(settings, catalog, args.quiet)
-    with _Signals(cancel):
-        if args.dry_run:
-            from responder.progress import print_dry_run
+    if args.dry_run:
+        from responder.progress import print_dry_run
 
-            report = engine.dry_run(request)
-            return print_dry_run(sys.stdout, playbook, request, report, catalog)
-        return _finish(engine.start(request))
+        run = _Run(settings, catalog, args.quiet, notify=None)
+        with _Signals(run.cancel):
+            report = run.engine.dry_run(request)
+        return print_dry_run(sys.stdout, playbook, request, report, catalog)
+    run = _Run(settings, catalog, args.quiet, notify=playbook.notify)
+    try:
+        with _Signals(run.cancel):
+            return _finish(run.engine.start(request))
+    finally:
+        run.finish()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -401,31 +431,49 @@ def cmd_approve(args: argparse.Namespace) -> int:
         raise UsageError("name one step to approve, or give --all")
     settings = _settings(args)
     catalog = _catalog(settings)
-    engine, cancel = _engine(settings, catalog, args.quiet)
-    actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
-    engine.approve(args.incident, None if args.all else [args.step], actor, args.reason)
-    incident = engine.timeline.incident(args.incident)
-    secrets = params_mod.SecretValues(
-        {
-            n: os.environ[params_mod.secret_env_name(n)]
-            for n in incident.secret_params
-            if params_mod.secret_env_name(n) in os.environ
-        }
-    )
-    with _Signals(cancel):
-        return _finish(engine.resume(args.incident, secrets))
+    run = _Run(settings, catalog, args.quiet, notify=_playbook_notify(settings, catalog, args.incident))
+    try:
+        actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
+        run.engine.approve(args.incident, None if args.all else [args.step], actor, args.reason)
+        incident = run.engine.timeline.incident(args.incident)
+        secrets = params_mod.SecretValues(
+            {
+                n: os.environ[params_mod.secret_env_name(n)]
+                for n in incident.secret_params
+                if params_mod.secret_env_name(n) in os.environ
+            }
+        )
+        with _Signals(run.cancel):
+            return _finish(run.engine.resume(args.incident, secrets))
+    finally:
+        run.finish()
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
     from responder.engine import default_actor
 
     settings = _settings(args)
-    engine, _ = _engine(settings, _catalog(settings), quiet=False)
-    engine.deny(
-        args.incident, args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor(), args.reason
-    )
+    catalog = _catalog(settings)
+    run = _Run(settings, catalog, quiet=False, notify=_playbook_notify(settings, catalog, args.incident))
+    try:
+        actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
+        run.engine.deny(args.incident, actor, args.reason)
+    finally:
+        run.finish()
     print(f"{args.incident}: denied")
     return STATUS_EXIT["denied"]
+
+
+def _playbook_notify(settings: Settings, catalog: Catalog, incident_id: str) -> Any:
+    """The incident's playbook `notify:` section, if the playbook still loads."""
+    from responder.errors import PlaybookError
+    from responder.playbook.parse import load_playbook
+
+    incident = _timeline(settings).incident(incident_id)
+    try:
+        return load_playbook(Path(incident.playbook_path), catalog).notify
+    except PlaybookError:
+        return None
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from responder.errors import ConfigError
 
-_CONFIG_KEYS = {"data_dir", "playbooks_dirs", "runbooks_dirs", "host_evidence_root", "inventory"}
+_CONFIG_KEYS = {"data_dir", "playbooks_dirs", "runbooks_dirs", "host_evidence_root", "inventory", "slack"}
+SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Settings:
     runbook_dirs: tuple[Path, ...]
     host_evidence_root: str = "/var/lib/responder/evidence"
     inventory: str | None = None
+    slack: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def database(self) -> Path:
@@ -76,6 +78,10 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     unknown = set(data) - _CONFIG_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_CONFIG_KEYS)}")
+    slack = data.get("slack", {})
+    if not isinstance(slack, dict) or set(slack) - SLACK_KEYS:
+        # no `token` key on purpose: secrets live in token_file / webhook_url_file or the environment
+        raise ConfigError(f"{path}: [slack] takes only {sorted(SLACK_KEYS)}")
     return data
 
 
@@ -98,6 +104,7 @@ def load_settings(
         runbook_dirs=(*[p.resolve() for p in runbooks], shipped_dir("runbooks")),
         host_evidence_root=cfg.get("host_evidence_root", "/var/lib/responder/evidence"),
         inventory=cfg.get("inventory"),
+        slack=dict(cfg.get("slack", {})),
     )
 
 

@@ -67,6 +67,17 @@ TOP_FIELDS: dict[str, FieldSpec] = {
     "params": FieldSpec("object", "Typed inputs, given with -p key=value or mapped from an alert."),
     "steps": FieldSpec("array", "The ordered response steps.", required=True),
     "match": FieldSpec("object", "Alert routing (reserved for the webhook; not interpreted by `run`)."),
+    "notify": FieldSpec(
+        "object", "Who hears about incidents from this playbook: {slack_channel: '#incidents'}."
+    ),
+}
+
+NOTIFY_FIELDS: dict[str, FieldSpec] = {
+    "slack_channel": FieldSpec(
+        "string",
+        "Slack channel name or ID; overrides the config file.",
+        pattern=r"^#?[a-z0-9._-]{1,80}$|^[CGD][A-Z0-9]{6,20}$",
+    ),
 }
 
 PARAM_FIELDS: dict[str, FieldSpec] = {
@@ -149,6 +160,7 @@ class Playbook:
     sha256: str
     match: Mapping[str, Any] | None = None
     version: int = 1
+    notify: Mapping[str, Any] = field(default_factory=dict)
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)

@@ -15,6 +15,7 @@ from responder.errors import PlaybookError, Problem
 from responder.playbook import strict_yaml, templating
 from responder.playbook.model import (
     IDENT,
+    NOTIFY_FIELDS,
     PARAM_FIELDS,
     STEP_FIELDS,
     TOP_FIELDS,
@@ -110,6 +111,8 @@ class _Validator:
         data = self.doc.data
         if not self.fields(data, TOP_FIELDS, (), "the playbook"):
             return None
+        if "notify" in data:
+            self.fields(data["notify"], NOTIFY_FIELDS, ("notify",), "notify")
         params = self.params(data.get("params") or {})
         steps = self.steps(data.get("steps"), params)
         if self.problems or steps is None:
@@ -124,6 +127,7 @@ class _Validator:
             sha256=sha256,
             match=data.get("match"),
             version=data.get("version", 1),
+            notify=data.get("notify") or {},
         )
 
     def params(self, raw: Any) -> dict[str, ParamSpec]:

@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from responder.playbook.model import HOST_PATTERN, IDENT, PARAM_FIELDS, STEP_FIELDS, TOP_FIELDS, FieldSpec
+from responder.playbook.model import (
+    HOST_PATTERN,
+    IDENT,
+    NOTIFY_FIELDS,
+    PARAM_FIELDS,
+    STEP_FIELDS,
+    TOP_FIELDS,
+    FieldSpec,
+)
 
 SCHEMA_ID = "urn:responder:schema:playbook-v1"
 
@@ -50,6 +58,7 @@ def build_schema() -> dict[str, Any]:
         TOP_FIELDS,
         params={"propertyNames": {"pattern": IDENT}, "additionalProperties": {"$ref": "#/$defs/param"}},
         steps={"items": {"$ref": "#/$defs/step"}, "minItems": 1},
+        notify=_object(NOTIFY_FIELDS),
     )
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

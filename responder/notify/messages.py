@@ -1,0 +1,124 @@
+"""Slack messages rendered from timeline events, as data: untrusted text is escaped for mrkdwn
+and nothing here is a template. Sizes are cut to Slack's documented limits rather than rejected."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from responder.timeline import Event, EvidenceRecord, Incident
+
+# https://api.slack.com/reference/block-kit/blocks: header text 150, section text 3000,
+# section fields 10 x 2000, 50 blocks per message; `text` is truncated by Slack past 40,000,
+# and 4,000 is the recommended fallback length.
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+BLOCKS_MAX = 50
+TEXT_MAX = 4000
+
+_EMOJI = {
+    "running": ":rotating_light:",
+    "awaiting_approval": ":raised_hand:",
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "host_unreachable": ":electric_plug:",
+    "config_error": ":warning:",
+    "timed_out": ":hourglass:",
+    "interrupted": ":octagonal_sign:",
+    "denied": ":no_entry:",
+    "skipped": ":fast_forward:",
+    "not_run": ":white_circle:",
+}
+
+
+def escape(text: object) -> str:
+    """mrkdwn control characters: &, < and > (the rest of the text stays as it is)."""
+    return str("" if text is None else text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Slack message: `role` is root (the incident's thread parent), reply or update."""
+
+    key: str  # stable per incident and event: the dedup key kept in message metadata
+    role: str
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        blocks = self.blocks[:BLOCKS_MAX]
+        return {"text": truncate(self.text, TEXT_MAX), "blocks": blocks}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_MAX)}}
+
+
+def root_message(incident: Incident, key: str, hosts: list[str], container: str | None) -> Message:
+    status = str(incident.status)
+    trigger = dict(incident.trigger)
+    header = truncate(
+        f"{_EMOJI.get(status, '')} Incident {incident.id}: {incident.playbook}".strip(), HEADER_MAX
+    )
+    fields = [
+        f"*Severity*\n{escape(incident.severity)}",
+        f"*Status*\n{escape(status)}"
+        + (f" (next: {escape(incident.next_step)})" if incident.next_step else ""),
+        f"*Playbook*\n{escape(incident.playbook)}",
+        f"*Host*\n{escape(', '.join(hosts) or incident.host_limit or 'localhost')}",
+        f"*Container*\n{escape(container or 'n/a')}",
+        f"*Trigger*\n{escape(trigger.get('source', 'unknown'))} by {escape(incident.actor)}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": truncate(f, FIELD_MAX)} for f in fields]},
+    ]
+    text = f"Incident {incident.id} ({incident.severity}): {incident.playbook}, status {status}"
+    return Message(key=key, role="root", text=escape(text), blocks=blocks)
+
+
+def step_message(incident_id: str, event: Event) -> Message:
+    outcome = str(event.data.get("outcome", ""))
+    hosts: Mapping[str, Any] = event.data.get("hosts") or {}
+    lines = [f"{_EMOJI.get(outcome, ':grey_question:')} *{escape(event.message)}*"]
+    for host, detail in sorted(hosts.items()):
+        text = f"• `{escape(host)}`: {escape(detail.get('outcome', ''))}"
+        if detail.get("message"):
+            text += f": {escape(detail['message'])}"
+        lines.append(text)
+    body = "\n".join(lines)
+    return Message(
+        key=f"{incident_id}:{event.seq}", role="reply", text=escape(event.message), blocks=[_section(body)]
+    )
+
+
+def plain_reply(incident_id: str, event: Event, prefix: str = "") -> Message:
+    text = f"{prefix}{escape(event.message)}"
+    return Message(key=f"{incident_id}:{event.seq}", role="reply", text=text, blocks=[_section(text)])
+
+
+def closing_message(incident: Incident, event: Event, evidence: list[EvidenceRecord]) -> Message:
+    done = event.data.get("done") or []
+    not_done = event.data.get("not_done") or []
+    mismatches = sum(1 for e in evidence if e.sha256_source != e.sha256_controller)
+    lines = [
+        f"{_EMOJI.get(str(incident.status), '')} *Incident {escape(incident.id)} {escape(incident.status)}*",
+        f"Contained: {escape(', '.join(done) or 'nothing')}",
+        f"Not done: {escape(', '.join(not_done) or 'nothing')}",
+        f"Evidence: {len(evidence)} file(s), SHA-256 verified on the controller"
+        + (f", *{mismatches} mismatch(es)*" if mismatches else ""),
+        f"Timeline: `responder show {escape(incident.id)}`; review: `responder export {escape(incident.id)} -f md`",
+    ]
+    text = "\n".join(lines)
+    return Message(
+        key=f"{incident.id}:{event.seq}",
+        role="reply",
+        text=escape(f"Incident {incident.id} {incident.status}"),
+        blocks=[_section(text)],
+    )
