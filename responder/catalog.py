@@ -36,7 +36,9 @@ class Action:
     summary: str
     options: Mapping[str, OptionSpec]
     changes: str = ""
-    undo: str = ""
+    undo: str = ""  # how to undo it, in words ("" if it cannot be undone)
+    undo_action: str | None = None  # the action `responder release` runs to undo it
+    undo_with: Mapping[str, Any] = field(default_factory=dict)  # its arguments, templated over `outputs`
     requires: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
@@ -75,6 +77,9 @@ def load_catalog(roots: Iterable[Path]) -> Catalog:
                 )
                 continue
             actions[action.name] = action
+    for action in actions.values():
+        if action.undo_action and action.undo_action not in actions:
+            problems.append(f"{action.path}: undo action {action.undo_action!r} is not a known action")
     if problems:
         raise ConfigError("\n".join(problems))
     return Catalog(actions=actions, roots=root_list)
@@ -110,13 +115,20 @@ def _load_action(role_dir: Path) -> Action:
         )
     meta_path = role_dir / "meta" / "responder.yml"
     meta = _read_yaml(meta_path) if meta_path.is_file() else {}
+    undo = meta.get("undo") or {}
+    if isinstance(undo, str):
+        undo = {"description": undo}
+    if not isinstance(undo, dict) or set(undo) - {"description", "action", "with"}:
+        raise ConfigError(f"{meta_path}: undo takes description, action and with")
     return Action(
         name=role_dir.name,
         path=role_dir,
         summary=_text(main.get("short_description", "")),
         options=options,
         changes=_text(meta.get("changes", "")),
-        undo=_text(meta.get("undo", "")),
+        undo=_text(undo.get("description", "")),
+        undo_action=undo.get("action"),
+        undo_with=dict(undo.get("with") or {}),
         requires=tuple(meta.get("requires") or ()),
         outputs=dict(meta.get("outputs") or {}),
         example=dict(meta.get("example") or {}),

@@ -25,6 +25,7 @@ EXIT_CODES = {
     4: "a host was unreachable",
     5: "Ansible configuration error (unknown module, broken role) or ansible-runner could not start",
     6: "a step timed out",
+    7: "evidence verification found a missing or altered file",
     10: "paused: a step awaits `responder approve`",
     11: "denied: an approver refused a step",
     130: "interrupted (SIGINT/SIGTERM); the timeline says what was and was not done",
@@ -118,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--as", dest="actor", help="approver (default: user@host)")
     approve.add_argument("--reason", default="", help="why, for the timeline")
     approve.add_argument("--quiet", action="store_true")
+
+    evidence = command("evidence", "evidence of an incident: verify")
+    evidence.add_argument("action", choices=["verify"], help="verify: re-hash every artifact")
+    evidence.add_argument("incident")
+    evidence.add_argument(
+        "--as", dest="actor", help="who verifies (default: user@host), for the custody record"
+    )
 
     export = command("export", "write an incident's timeline for the post-incident review")
     export.add_argument("incident")
@@ -395,7 +403,10 @@ def cmd_actions(args: argparse.Namespace) -> int:
             )
         if action.changes:
             print(f"  changes: {action.changes}")
-        print(f"  undo: {action.undo or 'not reversible'}")
+        undo = action.undo or "not reversible"
+        if action.undo_action:
+            undo += f" [responder release runs {action.undo_action}]"
+        print(f"  undo: {undo}")
         if action.example:
             example = yaml.safe_dump([dict(action.example)], sort_keys=False).rstrip()
             print("  example:\n" + "\n".join("    " + line for line in example.splitlines()))
@@ -494,3 +505,36 @@ def cmd_export(args: argparse.Namespace) -> int:
         partial.unlink(missing_ok=True)
     print(f"wrote {target}", file=sys.stderr)
     return 0
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from responder.engine import default_actor
+    from responder.evidence import verify
+
+    timeline = _timeline(_settings(args))
+    timeline.incident(args.incident)
+    results = verify(timeline, args.incident)
+    if not results:
+        print(f"{args.incident}: no evidence recorded")
+        return 0
+    bad = [r for r in results if r.status != "ok"]
+    for r in results:
+        print(
+            f"{r.status.upper():8} {r.record.kind:<10} {r.record.host:<12} sha256 {r.sha256_now or '-'}  {r.record.path}"
+        )
+        if r.status == "mismatch":
+            print(f"         recorded at collection: {r.record.sha256_controller}")
+    actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
+    # each verification is an access to the evidence: it belongs on the chain of custody
+    timeline.append(
+        args.incident,
+        "evidence_verified",
+        f"evidence verified by {actor}: {len(results) - len(bad)} ok, {len(bad)} missing or altered",
+        actor=actor,
+        data={
+            "ok": len(results) - len(bad),
+            "problems": [{"path": r.record.path, "status": r.status} for r in bad],
+        },
+    )
+    print(f"{len(results) - len(bad)} ok, {len(bad)} missing or altered")
+    return 7 if bad else 0

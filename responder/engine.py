@@ -17,7 +17,7 @@ from typing import Any
 
 from responder.catalog import Catalog, check_arguments
 from responder.errors import PlaybookError, Problem, StateError
-from responder.evidence import EvidenceProblem, record_from_output
+from responder.evidence import EvidenceProblem, record_from_output, write_manifest
 from responder.execution.ansible_input import StepInvocation
 from responder.execution.events import Classifier, RunnerEvent, StepOutcome, StepResult
 from responder.execution.runner import Batch, CancelToken, Executor
@@ -437,7 +437,10 @@ class Engine:
         )
 
     def _collect_evidence(self, incident_id: str, step_id: str, result: StepResult) -> None:
+        recorded = False
         for host, host_result in result.hosts.items():
+            for warning in host_result.outputs.get("warnings") or []:
+                self._event(incident_id, "step_warning", str(warning), step=step_id, host=host)
             items = host_result.outputs.get("evidence")
             if not isinstance(items, list):
                 continue
@@ -457,6 +460,7 @@ class Engine:
                     self._event(incident_id, "evidence_problem", str(exc), step=step_id, host=host)
                     continue
                 self.timeline.add_evidence(record)
+                recorded = True
                 match = record.sha256_source == record.sha256_controller
                 self._event(
                     incident_id,
@@ -476,6 +480,9 @@ class Engine:
                         "match": match,
                     },
                 )
+
+        if recorded:
+            write_manifest(self.timeline, incident_id, self.settings.evidence_dir / incident_id)
 
     @staticmethod
     def _merge_outputs(result: StepResult) -> dict[str, Any]:
@@ -543,6 +550,9 @@ class Engine:
                 args[key] = templating.render_value(value, context)
             except Exception as exc:  # jinja raises many types; all mean "this value cannot be built"
                 problems.append(problem_at(("steps", step.id, "with", key), f"cannot render: {exc}"))
+        for name, option in action.options.items():  # argument_specs defaults are documentation to Ansible
+            if name not in args and name not in secret_args and option.default is not None:
+                args[name] = option.default
         problems += check_arguments(action, args, problem_at, lambda v: False, ("steps", step.id, "with"))
         problems = [
             p for p in problems if not any(p.message.endswith(f"argument {a!r}") for a in secret_args)

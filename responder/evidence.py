@@ -4,15 +4,18 @@ hashes. A file is only trusted if it sits inside the incident's evidence directo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+from dataclasses import dataclass
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from responder.timeline import EvidenceRecord
+from responder.ids import utc_now
+from responder.timeline import EvidenceRecord, Timeline
 
-_NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z_]+\.[a-z.]+$")
+_NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z0-9_]+\.[a-z.]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,255}$")
 
@@ -63,6 +66,7 @@ def record_from_output(
     os.chmod(path.parent, 0o700)  # fetch creates the per-host directory with the umask's mode
     controller_hash = sha256_file(path)
     container_id = item.get("container_id")
+    details = {k: item[k] for k in ("started_at", "tool_versions", "mount") if k in item}
     return EvidenceRecord(
         incident_id=incident_id,
         step_id=step_id,
@@ -77,4 +81,66 @@ def record_from_output(
         method=str(item.get("method", "")),
         collector=collector,
         collected_at=str(item.get("collected_at", "")),
+        details=details,
     )
+
+
+def write_manifest(timeline: Timeline, incident_id: str, directory: Path) -> Path:
+    """The per-incident evidence manifest (JSON), rewritten atomically after each collection."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    artifacts = []
+    for record in timeline.evidence(incident_id):
+        path = Path(record.path)
+        artifacts.append(
+            {
+                "file": str(path.relative_to(directory)) if path.is_relative_to(directory) else str(path),
+                "kind": record.kind,
+                "size": record.size,
+                "sha256_source": record.sha256_source,
+                "sha256_controller": record.sha256_controller,
+                "method": record.method,
+                "host": record.host,
+                "container_id": record.container_id,
+                "source_path": record.source_path,
+                "collector": record.collector,
+                "collected_at_utc": record.collected_at,
+                "recorded_at_utc": record.recorded_at,
+                **dict(record.details),
+            }
+        )
+    manifest = {
+        "incident_id": incident_id,
+        "generated_at_utc": utc_now(),
+        "hash_algorithm": "sha256",
+        "artifacts": artifacts,
+    }
+    target = directory / "manifest.json"
+    partial = directory / "manifest.json.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
+    return target
+
+
+@dataclass(frozen=True)
+class Verification:
+    record: EvidenceRecord
+    status: str  # ok, missing, mismatch
+    sha256_now: str | None
+
+
+def verify(timeline: Timeline, incident_id: str) -> list[Verification]:
+    """Re-hash every artifact of an incident against the hash recorded at collection."""
+    results = []
+    for record in timeline.evidence(incident_id):
+        path = Path(record.path)
+        if not path.is_file():
+            results.append(Verification(record, "missing", None))
+            continue
+        digest = sha256_file(path)
+        ok = digest == record.sha256_controller == record.sha256_source
+        results.append(Verification(record, "ok" if ok else "mismatch", digest))
+    return results

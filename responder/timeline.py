@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS evidence (
     method TEXT NOT NULL,
     collector TEXT NOT NULL,
     collected_at TEXT NOT NULL,
-    recorded_at TEXT NOT NULL
+    recorded_at TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_kind ON events(incident_id, kind);
 """
@@ -144,6 +145,7 @@ class EvidenceRecord:
     collector: str
     collected_at: str
     recorded_at: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Redactor:
@@ -343,8 +345,8 @@ class Timeline:
         with self._write() as db:
             db.execute(
                 "INSERT INTO evidence (incident_id, step_id, host, container_id, kind, path, source_path, "
-                "sha256_source, sha256_controller, size, method, collector, collected_at, recorded_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "sha256_source, sha256_controller, size, method, collector, collected_at, recorded_at, details) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.incident_id,
                     record.step_id,
@@ -360,6 +362,7 @@ class Timeline:
                     record.collector,
                     record.collected_at,
                     utc_now(),
+                    _dump(dict(record.details)),
                 ),
             )
 
@@ -383,6 +386,7 @@ class Timeline:
                 r["collector"],
                 r["collected_at"],
                 r["recorded_at"],
+                json.loads(r["details"]),
             )
             for r in rows
         ]

@@ -162,10 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
             found = [
                 m
                 for m in state.messages
-                if (method == "conversations.history"
-                and not m.thread_ts)
-                or (method == "conversations.replies"
-                and (m.thread_ts == thread or m.ts == thread))
+                if (method == "conversations.history" and not m.thread_ts)
+                or (method == "conversations.replies" and (m.thread_ts == thread or m.ts == thread))
             ]
             self._reply(
                 200,

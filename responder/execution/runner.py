@@ -159,13 +159,17 @@ class AnsibleRunnerExecutor:
         runner_cls: Any,
     ) -> BatchResult:
         root = batch.private_data_dir
+        # Shared code of a runbooks directory: module_utils/ for modules, library/ for modules that
+        # several roles use (a role's own modules live in its library/).
         module_utils = [str(d / "module_utils") for d in batch.runbook_dirs if (d / "module_utils").is_dir()]
+        libraries = [str(d / "library") for d in batch.runbook_dirs if (d / "library").is_dir()]
         envvars = {
             # ansible-runner turns host key checking off unless told otherwise; a responder
             # talking to possibly compromised infrastructure keeps it on by default.
             "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
             "ANSIBLE_ROLES_PATH": os.pathsep.join(str(d) for d in batch.runbook_dirs),
             "ANSIBLE_MODULE_UTILS": os.pathsep.join(module_utils),
+            "ANSIBLE_LIBRARY": os.pathsep.join(libraries),
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_PIPELINING": "True",

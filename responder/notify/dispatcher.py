@@ -63,6 +63,11 @@ class ChannelPacer:
             now, tokens = time.monotonic(), 1.0
         self.tokens[channel] = (tokens - 1, now)
 
+    def refund(self, channel: str) -> None:
+        """An attempt Slack refused (429, or an error that certainly posted nothing) used no budget."""
+        tokens, stamp = self.tokens.get(channel, (self.burst, time.monotonic()))
+        self.tokens[channel] = (min(self.burst, tokens + 1), stamp)
+
 
 class SlackNotifier:
     def __init__(
@@ -214,6 +219,8 @@ class SlackNotifier:
                 ts, channel = send()
                 return self._record_sent(incident_id, current, role, ts, attempts, channel=channel)
             except DeliveryError as exc:
+                if not exc.ambiguous:
+                    self.pacer.refund(self.channel)
                 if exc.kind == "retry_after" and rate_waits < self.policy.max_rate_limit_waits:
                     rate_waits += 1
                     attempts -= 1  # honouring a rate limit is not a failed attempt

@@ -233,7 +233,7 @@ class EvidenceWriter(object):
     An interrupted write leaves only the .partial file, never a file under the final name.
     """
 
-    NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z_]+\.[a-z.]+$")
+    NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z0-9_]+\.[a-z.]+$")
 
     def __init__(self, directory, name):
         if not self.NAME.match(name):

@@ -39,16 +39,27 @@ def test_schema_is_valid_json_with_every_field() -> None:
 
 def test_every_action_example_validates(tmp_path: Path) -> None:
     catalog = load_catalog([shipped_dir("runbooks")])
-    assert {"isolate_network", "preserve_logs"} <= set(catalog.actions)
+    assert {
+        "isolate_network",
+        "preserve_logs",
+        "snapshot_filesystem",
+        "stop_container",
+        "reconnect_networks",
+        "pause_container",
+        "unpause_container",
+    } <= set(catalog.actions)
     for action in catalog.actions.values():
         assert action.example, f"{action.name} has no example in meta/responder.yml"
         assert action.summary and action.changes
+        steps = [dict(action.example)]
+        if "steps.isolate" in str(action.example):  # examples may read an earlier isolate step
+            steps.insert(0, {"id": "isolate", "action": "isolate_network", "with": {"container": "x"}})
         pb = {
             "name": "ex",
             "description": "d",
             "severity": "low",
             "params": {"container": {"type": "string"}},
-            "steps": [dict(action.example)],
+            "steps": steps,
         }
         path = tmp_path / f"{action.name}.yml"
         path.write_text(yaml.safe_dump(pb))

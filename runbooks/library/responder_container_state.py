@@ -1,0 +1,52 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Pause or unpause a container, idempotently, and verify."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: responder_container_state
+short_description: Pause or unpause a container
+options:
+  container: {description: Container name or ID prefix., type: str, required: true}
+  state: {description: paused or running., type: str, required: true, choices: [paused, running]}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.responder_docker import Docker, DockerError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(container=dict(type="str", required=True),
+                           state=dict(type="str", required=True, choices=["paused", "running"])),
+        supports_check_mode=True,
+    )
+    docker = Docker()
+    want_paused = module.params["state"] == "paused"
+    try:
+        data = docker.resolve(module.params["container"])
+        cid = data["Id"]
+        state = data.get("State") or {}
+        output = {"container_id": cid, "already_paused": bool(state.get("Paused"))}
+        if want_paused and not state.get("Running"):
+            module.fail_json(msg="container %s is not running; nothing to pause" % cid[:12], output=output)
+        change = bool(state.get("Paused")) != want_paused
+        if module.check_mode:
+            output["would_change"] = ("pause" if want_paused else "unpause") if change else "nothing"
+            module.exit_json(changed=change, output=output, ansible_facts={"responder_output": output})
+        if change:
+            docker.run(["pause" if want_paused else "unpause", "--", cid])
+        paused = bool((docker.inspect(cid).get("State") or {}).get("Paused"))
+    except DockerError as exc:
+        module.fail_json(msg=str(exc), reason=exc.reason)
+    if paused != want_paused:
+        module.fail_json(msg="container %s is %spaused after the change" % (cid[:12], "" if paused else "not "),
+                         reason="verification_failed", output=output)
+    module.exit_json(changed=change, output=output, ansible_facts={"responder_output": output})
+
+
+if __name__ == "__main__":
+    main()

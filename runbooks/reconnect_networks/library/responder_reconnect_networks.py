@@ -1,0 +1,93 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Reconnect a container to the networks isolate_network recorded."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: responder_reconnect_networks
+short_description: Undo network isolation
+options:
+  container: {description: Container ID., type: str, required: true}
+  networks: {description: Recorded networks., type: list, elements: dict, required: true}
+"""
+
+import ipaddress
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.responder_docker import Docker, DockerError, RejectedInput
+
+NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+ALIAS = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+
+
+def checked(record):
+    """Recorded data comes back through the timeline: check it before it becomes argv."""
+    name = record.get("name") or ""
+    network_id = record.get("network_id") or ""
+    if not NETWORK_NAME.match(name) or (network_id and not re.match(r"^[0-9a-f]{12,64}$", network_id)):
+        raise RejectedInput("recorded network %r is malformed" % name)
+    aliases = [a for a in record.get("aliases") or [] if isinstance(a, str) and ALIAS.match(a)]
+    addresses = {}
+    for key, flag, version in (("ipv4_address", "--ip", 4), ("ipv6_address", "--ip6", 6)):
+        value = record.get(key) or ""
+        if value:
+            if ipaddress.ip_address(value).version != version:
+                raise RejectedInput("recorded %s %r is not an IPv%d address" % (key, value, version))
+            addresses[flag] = value
+    return name, aliases, addresses
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(container=dict(type="str", required=True),
+                           networks=dict(type="list", elements="dict", required=True)),
+        supports_check_mode=True,
+    )
+    docker = Docker()
+    try:
+        data = docker.resolve(module.params["container"])
+        cid = data["Id"]
+        current = set(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+        plan = [checked(r) for r in module.params["networks"]]
+    except (DockerError, ValueError) as exc:
+        module.fail_json(msg=str(exc), reason=getattr(exc, "reason", "rejected_input"))
+    todo = [item for item in plan if item[0] not in current]
+    output = {"container_id": cid, "reconnected": [], "already_connected": sorted(current)}
+    if module.check_mode:
+        output["would_change"] = "connect to %s" % (", ".join(n for n, _, _ in todo) or "nothing")
+        module.exit_json(changed=bool(todo), output=output, ansible_facts={"responder_output": output})
+    for name, aliases, addresses in todo:
+        # Docker adds the short ID as an alias by itself on user networks; giving it again is harmless.
+        args = ["network", "connect"]
+        for alias in aliases:
+            if alias != cid[:12]:
+                args += ["--alias", alias]
+        with_address = list(args)
+        for flag, value in sorted(addresses.items()):
+            with_address += [flag, value]
+        try:
+            docker.run(with_address + ["--", name, cid])
+            output["reconnected"].append({"name": name, "addresses": addresses, "same_address": True})
+        except DockerError as exc:
+            if not addresses:
+                module.fail_json(msg="reconnecting %s failed: %s" % (name, exc), output=output)
+            # The default bridge, and networks without a configured subnet, refuse a chosen address.
+            try:
+                docker.run(args + ["--", name, cid])
+            except DockerError as exc2:
+                module.fail_json(msg="reconnecting %s failed: %s" % (name, exc2), output=output)
+            output["reconnected"].append({"name": name, "addresses": {}, "same_address": False,
+                                          "note": "address not kept: %s" % exc})
+    after = set(((docker.inspect(cid).get("NetworkSettings") or {}).get("Networks") or {}).keys())
+    missing = sorted({n for n, _, _ in plan} - after)
+    if missing:
+        module.fail_json(msg="not reconnected: %s" % ", ".join(missing), reason="verification_failed", output=output)
+    module.exit_json(changed=bool(todo), output=output, ansible_facts={"responder_output": output})
+
+
+if __name__ == "__main__":
+    main()

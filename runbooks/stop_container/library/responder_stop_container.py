@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Stop a container while preserving its logs, with restarts disabled first."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: responder_stop_container
+short_description: Evidence-preserving stop of a container
+options:
+  container: {description: Container name or ID prefix., type: str, required: true}
+  timeout: {description: Seconds before SIGKILL., type: int, default: 10}
+  kill: {description: SIGKILL at once., type: bool, default: false}
+  evidence_root: {description: Absolute evidence directory on this host., type: str, required: true}
+  incident: {description: Incident ID., type: str, required: true}
+"""
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.responder_docker import (
+    Docker,
+    DockerError,
+    bytes_to_evidence,
+    compact_utc,
+    evidence_dir,
+    stream_command_to_evidence,
+    summary,
+    utc_now,
+)
+
+
+def captured(directory, cid, suffix):
+    return bool(glob.glob(os.path.join(directory, "%s-*-%s" % (cid[:12], suffix))))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container=dict(type="str", required=True),
+            timeout=dict(type="int", default=10),
+            kill=dict(type="bool", default=False),
+            evidence_root=dict(type="str", required=True),
+            incident=dict(type="str", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    docker = Docker()
+    try:
+        data = docker.resolve(p["container"])
+    except DockerError as exc:
+        module.fail_json(msg=str(exc), reason=exc.reason)
+    cid = data["Id"]
+    facts = summary(data)
+    output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[])
+    directory = os.path.join(os.path.realpath(p["evidence_root"]), p["incident"])
+    have_logs = captured(directory, cid, "logs.txt") and captured(directory, cid, "inspect.json")
+    have_fs = captured(directory, cid, "rootfs.tar")
+    if facts["auto_remove"] and not (have_logs and have_fs):
+        module.fail_json(
+            msg="container %s (%s) was started with --rm: stopping it deletes it with its logs and filesystem, and "
+                "this incident has not captured %s. Run snapshot_filesystem and preserve_logs first, or pause "
+                "and isolate it instead of stopping it."
+                % (facts["container_name"], cid[:12],
+                   " and ".join(x for x, ok in (("its filesystem", have_fs), ("its logs", have_logs)) if not ok)),
+            reason="refused_autoremove", output=output)
+    if module.check_mode:
+        steps = [] if have_logs else ["capture logs and inspect"]
+        if facts["restart_policy"] != "no":
+            steps.append("set restart policy %s -> no" % facts["restart_policy"])
+        steps.append("kill" if p["kill"] else "stop (timeout %ss)" % p["timeout"])
+        output["would_change"] = ", ".join(steps)
+        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+
+    try:
+        if not have_logs:
+            directory = evidence_dir(p["evidence_root"], p["incident"])
+            prefix = "%s-%s" % (cid[:12], compact_utc())
+            started = utc_now()
+            logs = stream_command_to_evidence([docker.binary, "logs", "--timestamps", "--", cid], directory,
+                                              prefix + "-logs.txt")
+            logs.update(kind="logs", method="docker logs --timestamps (stdout+stderr), before stop",
+                        started_at=started, collected_at=utc_now(), container_id=cid)
+            raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
+            started = utc_now()
+            inspect = bytes_to_evidence(raw, directory, prefix + "-inspect.json")
+            inspect.update(kind="inspect", method="docker inspect, before stop", started_at=started,
+                           collected_at=utc_now(), container_id=cid)
+            output["evidence"] = [logs, inspect]
+            output["captured_now"] = ["logs", "inspect"]
+        if facts["restart_policy"] != "no":
+            # before the stop: with `always`, a daemon restart would bring it back
+            docker.run(["update", "--restart=no", "--", cid])
+        if p["kill"]:
+            docker.run(["kill", "--", cid])
+        else:
+            docker.run(["stop", "-t", str(p["timeout"]), "--", cid], timeout=p["timeout"] + 60)
+    except DockerError as exc:
+        module.fail_json(msg="stop failed: %s" % exc, reason=exc.reason, output=output)
+
+    if facts["auto_remove"]:
+        output["verified"] = "removed by the daemon (--rm); logs and filesystem were captured in this incident"
+        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+    try:
+        after = docker.inspect(cid)
+        docker.run(["logs", "--tail", "1", "--", cid])
+    except DockerError as exc:
+        module.fail_json(msg="stop not verified: %s" % exc, reason="verification_failed", output=output)
+    state = after.get("State") or {}
+    restart = ((after.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    output["status"] = state.get("Status")
+    output["restart_policy"] = restart
+    if state.get("Status") != "exited" or restart != "no":
+        module.fail_json(msg="stop not verified: status %s, restart policy %s" % (state.get("Status"), restart),
+                         reason="verification_failed", output=output)
+    output["verified"] = "exists, exited, restart policy no, logs readable"
+    module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+
+
+if __name__ == "__main__":
+    main()
