@@ -39,6 +39,7 @@ STATUS_EXIT = {
     "timed_out": 6,
     "awaiting_approval": 10,
     "denied": 11,
+    "released": 0,
     "interrupted": 130,
 }
 
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-i", "--inventory", help="Ansible inventory (default: localhost, local connection)")
     run.add_argument("-l", "--limit", help="limit to these hosts (Ansible pattern)")
     run.add_argument("--dry-run", action="store_true", help="change nothing; print the resolved plan")
+    run.add_argument(
+        "--approve",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="approve a gated step up front (repeatable; 'all' for every gate); recorded as yours",
+    )
     run.add_argument("--as", dest="actor", help="who is running this (default: user@host)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
 
@@ -119,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--as", dest="actor", help="approver (default: user@host)")
     approve.add_argument("--reason", default="", help="why, for the timeline")
     approve.add_argument("--quiet", action="store_true")
+
+    release = command("release", "reverse an incident's containment (reconnect networks, unpause)")
+    release.add_argument("incident")
+    release.add_argument("--reason", required=True, help="why; recorded on the timeline")
+    release.add_argument("--as", dest="actor", help="who releases (default: user@host)")
+    release.add_argument("--quiet", action="store_true")
 
     evidence = command("evidence", "evidence of an incident: verify")
     evidence.add_argument("action", choices=["verify"], help="verify: re-hash every artifact")
@@ -220,6 +234,7 @@ class _Run:
 
     def __init__(self, settings: Settings, catalog: Catalog, quiet: bool, notify: Any = None) -> None:
         from responder.engine import Engine
+        from responder.errors import ConfigError
         from responder.execution.runner import AnsibleRunnerExecutor, CancelToken
         from responder.notify.setup import build_notifier
         from responder.progress import Progress
@@ -228,7 +243,12 @@ class _Run:
         self.progress = Progress(sys.stdout, quiet=quiet)
         self.cancel = CancelToken()
         timeline = _timeline(settings)  # before the notifier's thread opens its own connection
-        self.notifier = build_notifier(settings, notify)
+        try:
+            self.notifier = build_notifier(settings, notify)
+        except ConfigError as exc:
+            # A Slack misconfiguration must not stand between on-call and containment.
+            print(f"responder: Slack disabled for this run: {exc}", file=sys.stderr)
+            self.notifier = None
         if self.notifier is not None:
             timeline.redactor.add(self.notifier.secret)
         self.engine = Engine(
@@ -323,6 +343,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         inventory=inventory,
         limit=args.limit,
         trigger={"source": "cli", "command": "run"},
+        pre_approved=tuple(args.approve),
     )
     if args.dry_run:
         from responder.progress import print_dry_run
@@ -538,3 +559,19 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     )
     print(f"{len(results) - len(bad)} ok, {len(bad)} missing or altered")
     return 7 if bad else 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from responder.engine import default_actor
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    run = _Run(settings, catalog, args.quiet, notify=_playbook_notify(settings, catalog, args.incident))
+    try:
+        actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
+        with _Signals(run.cancel):
+            outcome = run.engine.release(args.incident, actor, args.reason)
+    finally:
+        run.finish()
+    print(f"{args.incident}: {outcome.status}")
+    return 0 if outcome.status == "released" else 3

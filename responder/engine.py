@@ -8,6 +8,7 @@ results come back as typed events. Only the CLI (or the server) talks to people.
 from __future__ import annotations
 
 import getpass
+import re
 import shutil
 import socket
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from responder.execution.runner import Batch, CancelToken, Executor
 from responder.ids import new_incident_id, utc_now
 from responder.params import SecretValues
 from responder.playbook import templating
-from responder.playbook.model import Approval, OnFailure, Playbook, Step
+from responder.playbook.model import HOST_PATTERN, Approval, OnFailure, Playbook, Step
 from responder.playbook.parse import secret_param_name
 from responder.settings import Settings, ensure_private_dir
 from responder.timeline import Event, Incident, IncidentStatus, Timeline
@@ -55,6 +56,7 @@ class RunRequest:
     inventory: str | None = None
     limit: str | None = None
     trigger: Mapping[str, Any] = field(default_factory=lambda: {"source": "cli"})
+    pre_approved: tuple[str, ...] = ()  # gated steps the requester approves up front ("all": every gate)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ class Engine:
     def start(self, request: RunRequest) -> RunOutcome:
         """Open an incident and run the playbook up to its end or its first approval gate."""
         playbook = request.playbook
+        gated = [s.id for s in playbook.steps if s.approval is Approval.REQUIRED]
+        chosen = gated if "all" in request.pre_approved else list(request.pre_approved)
+        unknown = [s for s in request.pre_approved if s != "all" and s not in gated]
+        if unknown:
+            raise StateError(f"--approve names steps without an approval gate: {', '.join(unknown)}")
         for value in request.secrets.values.values():
             self.timeline.redactor.add(value)
         incident = Incident(
@@ -153,6 +160,15 @@ class Engine:
                 "limit": request.limit,
             },
         )
+        for step_id in chosen:
+            self._event(
+                incident.id,
+                "approval_granted",
+                f"step {step_id} approved up front by {request.actor}",
+                step=step_id,
+                actor=request.actor,
+                data={"decision": "approved", "reason": "approved at start"},
+            )
         return self._advance(incident, playbook, request.params, request.secrets)
 
     def approve(self, incident_id: str, steps: list[str] | None, actor: str, reason: str = "") -> list[str]:
@@ -214,6 +230,102 @@ class Engine:
         )
         playbook = self._playbook_for(incident, check_hash=False)
         self._close(incident_id, playbook, IncidentStatus.DENIED)
+
+    def release(self, incident_id: str, actor: str, reason: str) -> RunOutcome:
+        """Reverse containment: run, in reverse order and host by host, the undo action each
+        succeeded step's role declares. Only ever on an explicit human or API request."""
+        incident = self.timeline.incident(incident_id)
+        if incident.status in (IncidentStatus.RUNNING, IncidentStatus.RELEASED):
+            raise StateError(
+                f"incident {incident_id} is {incident.status}; release needs a finished or paused run"
+            )
+        if not reason.strip():
+            raise StateError("say why the containment is being reversed (--reason): it goes on the timeline")
+        playbook = self._playbook_for(incident, check_hash=False)
+        ledger = self.timeline.steps(incident_id)
+        host_outputs: dict[str, dict[str, Any]] = {}
+        for event in self.timeline.events(incident_id):
+            if event.kind == "step_finished" and event.step and isinstance(event.data.get("outputs"), dict):
+                host_outputs[event.step] = dict(event.data["outputs"])
+        self._event(
+            incident_id,
+            "release_requested",
+            f"release requested by {actor}: {reason}",
+            actor=actor,
+            data={"reason": reason},
+        )
+        planned: list[PlannedStep] = []
+        for step in reversed(playbook.steps):
+            action = self.catalog.get(step.action)
+            if (
+                ledger.get(step.id, ("", {}))[0] != StepOutcome.SUCCEEDED
+                or action is None
+                or not action.undo_action
+            ):
+                continue
+            undo = self.catalog.get(action.undo_action)
+            assert undo is not None  # load_catalog refuses unknown undo actions
+            for index, (host, recorded) in enumerate(sorted(host_outputs.get(step.id, {}).items())):
+                if not re.fullmatch(HOST_PATTERN, host):
+                    raise StateError(f"host name {host!r} recorded for step {step.id} cannot be targeted")
+                context = {
+                    "outputs": recorded,
+                    "params": dict(incident.params),
+                    "incident": {"id": incident_id, "playbook": incident.playbook},
+                }
+                args = {k: templating.render_value(v, context) for k, v in action.undo_with.items()}
+                problems = check_arguments(
+                    undo,
+                    args,
+                    lambda path, msg, hint="", key=False: Problem(
+                        incident.playbook_path, None, None, msg, ".".join(map(str, path)), hint
+                    ),
+                    lambda v: False,
+                    (),
+                )
+                if problems:
+                    raise PlaybookError(problems)
+                undo_step = Step(
+                    id=f"undo_{step.id}_{index}",
+                    action=undo.name,
+                    on_failure=OnFailure.CONTINUE,
+                    timeout=300,
+                    hosts=host,
+                    description=f"undo {step.id} on {host}",
+                )
+                planned.append(PlannedStep(undo_step, args, {}))
+        if not planned:
+            self._event(
+                incident_id, "incident_released", "released: no step had anything to undo", actor=actor
+            )
+            self.timeline.set_status(incident_id, IncidentStatus.RELEASED)
+            return self._outcome(incident_id)
+        number = sum(1 for e in self.timeline.events(incident_id) if e.kind == "batch_started") + 1
+        self._run_batch(incident, playbook, planned, SecretValues({}), number, {})
+        results = {
+            sid: status
+            for sid, (status, _) in self.timeline.steps(incident_id).items()
+            if sid.startswith("undo_")
+        }
+        failed = sorted(sid for sid, status in results.items() if status != StepOutcome.SUCCEEDED)
+        if failed:
+            self._event(
+                incident_id,
+                "release_failed",
+                f"release incomplete: {', '.join(failed)} did not succeed",
+                actor=actor,
+                data={"failed": failed},
+            )
+        else:
+            self.timeline.set_status(incident_id, IncidentStatus.RELEASED)
+            self._event(
+                incident_id,
+                "incident_released",
+                f"containment reversed by {actor}: {', '.join(sorted(results))}",
+                actor=actor,
+                data={"undone": sorted(results), "reason": reason},
+            )
+        return self._outcome(incident_id)
 
     def dry_run(self, request: RunRequest) -> list[DryRunStep]:
         """Resolve everything, run the modules in check mode, change nothing, record nothing."""
@@ -441,6 +553,19 @@ class Engine:
         for host, host_result in result.hosts.items():
             for warning in host_result.outputs.get("warnings") or []:
                 self._event(incident_id, "step_warning", str(warning), step=step_id, host=host)
+            for rotated in host_result.outputs.get("rotated") or []:
+                if isinstance(rotated, dict):  # names and versions only: roles never report values
+                    fields = {k: rotated.get(k) for k in ("backend", "name", "new_name", "version")}
+                    self._event(
+                        incident_id,
+                        "secret_rotated",
+                        f"{fields['backend']} secret {fields['name']} rotated"
+                        + (f" to {fields['new_name']}" if fields.get("new_name") else "")
+                        + f" (version {fields['version']})",
+                        step=step_id,
+                        host=host,
+                        data={**fields, "host": host},
+                    )
             items = host_result.outputs.get("evidence")
             if not isinstance(items, list):
                 continue

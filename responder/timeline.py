@@ -92,6 +92,7 @@ class IncidentStatus(StrEnum):
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
     DENIED = "denied"
+    RELEASED = "released"
 
 
 OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL}

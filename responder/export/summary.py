@@ -123,7 +123,9 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
             )
         elif kind == "secret_rotated":
             # names and versions only: rotation events never carry values
-            summary.secrets_rotated.append({k: data.get(k) for k in ("name", "version", "backend", "host")})
+            summary.secrets_rotated.append(
+                {k: data.get(k) for k in ("name", "new_name", "version", "backend", "host")}
+            )
         elif kind == "evidence_problem":
             summary.problems.append(message)
     for record in summary.evidence:

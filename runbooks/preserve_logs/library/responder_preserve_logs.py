@@ -55,6 +55,7 @@ def main():
 
     try:
         directory = evidence_dir(module.params["evidence_root"], module.params["incident"])
+        versions = {"docker": docker.version()}
         stamp = compact_utc()
         evidence = []
         started = utc_now()
@@ -62,13 +63,13 @@ def main():
             [docker.binary, "logs", "--timestamps", "--", cid], directory, "%s-%s-logs.txt" % (cid[:12], stamp)
         )
         logs.update(kind="logs", method="docker logs --timestamps (stdout+stderr)", started_at=started,
-                    collected_at=utc_now(), container_id=cid)
+                    collected_at=utc_now(), container_id=cid, tool_versions=versions)
         evidence.append(logs)
         started = utc_now()
         raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
         inspect = bytes_to_evidence(raw, directory, "%s-%s-inspect.json" % (cid[:12], stamp))
         inspect.update(kind="inspect", method="docker inspect", started_at=started, collected_at=utc_now(),
-                       container_id=cid)
+                       container_id=cid, tool_versions=versions)
         evidence.append(inspect)
     except DockerError as exc:
         hint = ""
@@ -80,7 +81,6 @@ def main():
         module.fail_json(msg="writing evidence failed: %s" % exc, reason="evidence_write_failed", output=output)
 
     output["evidence"] = evidence
-    output["docker_version"] = docker.version()
     module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
 

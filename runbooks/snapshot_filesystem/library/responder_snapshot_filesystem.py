@@ -116,13 +116,16 @@ def main():
     prefix = "%s-%s" % (cid[:12], stamp)
     evidence = output["evidence"]
 
+    versions = {}
+
     def record(item, kind, method, started):
-        item.update(kind=kind, method=method, started_at=started, collected_at=utc_now(), container_id=cid)
+        item.update(kind=kind, method=method, started_at=started, collected_at=utc_now(), container_id=cid,
+                    tool_versions=versions)
         evidence.append(item)
 
     try:
         directory = evidence_dir(p["evidence_root"], p["incident"])
-        versions = tool_versions(docker)
+        versions.update(tool_versions(docker))
         output["tool_versions"] = versions
 
         started = utc_now()

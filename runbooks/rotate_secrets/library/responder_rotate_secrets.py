@@ -1,0 +1,203 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Rotate secrets: swarm secrets (versioned), secret files, or a site command. Values never leave
+this process except to where they belong."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: responder_rotate_secrets
+short_description: Rotate secrets without ever reporting a value
+options:
+  backend: {description: swarm, file or command., type: str, required: true, choices: [swarm, file, command]}
+  secrets: {description: Swarm secret names., type: list, elements: str, default: []}
+  files: {description: Secret file paths., type: list, elements: str, default: []}
+  consumers: {description: Containers to restart after file rotation., type: list, elements: str, default: []}
+  command: {description: Rotation command argv., type: list, elements: str, default: []}
+  name: {description: Name of the secret for the command backend., type: str, default: secret}
+  length: {description: Random bytes per value., type: int, default: 32}
+  incident: {description: Incident ID., type: str, required: true}
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.responder_docker import (
+    INCIDENT_ID,
+    Docker,
+    DockerError,
+    RejectedInput,
+    compact_utc,
+    utc_now,
+)
+
+SECRET_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+VERSIONED = re.compile(r"^(?P<base>.+?)_v(?P<version>[0-9]+)$")
+
+
+def new_value(length):
+    return secrets.token_urlsafe(length)
+
+
+def run_with_stdin(argv, value, timeout=120):
+    """argv, no shell; the value only ever travels on stdin."""
+    proc = subprocess.run(argv, input=value.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, check=False)
+    return proc.returncode, proc.stderr.decode("utf-8", "replace")
+
+
+def services_using(docker, secret_id):
+    users = []
+    ids = docker.run(["service", "ls", "-q"]).split()
+    if not ids:
+        return users
+    for service in json.loads(docker.run(["service", "inspect", "--"] + ids)):
+        spec = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        for ref in spec.get("Secrets") or []:
+            if ref.get("SecretID") == secret_id:
+                users.append({"service": service["ID"], "name": (service.get("Spec") or {}).get("Name"), "ref": ref})
+    return users
+
+
+def rotate_swarm(docker, names, length, incident):
+    rotated = []
+    for name in names:
+        if not SECRET_NAME.match(name):
+            raise RejectedInput("%r is not a Docker secret name" % name)
+        try:
+            old = json.loads(docker.run(["secret", "inspect", "--", name]))[0]
+        except DockerError as exc:
+            raise DockerError("secret %s: %s" % (name, exc), "target_gone")
+        match = VERSIONED.match(name)
+        base, version = (match.group("base"), int(match.group("version"))) if match else (name, 1)
+        existing = set(docker.run(["secret", "ls", "--format", "{{.Name}}"]).split())
+        version += 1
+        while "%s_v%d" % (base, version) in existing:
+            version += 1
+        new_name = "%s_v%d" % (base, version)
+        rc, err = run_with_stdin([docker.binary, "secret", "create", "--label", "responder.incident=%s" % incident,
+                                  "--label", "responder.rotated_from=%s" % name, "--", new_name, "-"],
+                                 new_value(length))
+        if rc != 0:
+            raise DockerError("creating %s failed: %s" % (new_name, err.strip()))
+        updated = []
+        for user in services_using(docker, old["ID"]):
+            ref = user["ref"]
+            target = (ref.get("File") or {})
+            spec = "source=%s,target=%s,uid=%s,gid=%s,mode=%s" % (
+                new_name, target.get("Name", name), target.get("UID", "0"), target.get("GID", "0"),
+                oct(target.get("Mode", 0o444)).replace("0o", "0"))
+            # Each update redeploys the service's tasks: new containers with the new secret mounted.
+            docker.run(["service", "update", "--detach=false", "--quiet", "--secret-rm", name, "--secret-add", spec,
+                        "--", user["service"]], timeout=300)
+            updated.append({"service": user["name"], "target": target.get("Name", name)})
+        docker.run(["secret", "rm", "--", name])
+        still = services_using(docker, old["ID"])
+        if still:
+            raise DockerError("services still reference %s: %s" % (name, [u["name"] for u in still]))
+        rotated.append({"backend": "swarm", "name": name, "new_name": new_name, "version": version,
+                        "services_updated": updated, "old_removed": True, "rotated_at": utc_now()})
+    return rotated
+
+
+def rotate_files(docker, paths, consumers, length):
+    rotated = []
+    for path in paths:
+        if not os.path.isabs(path) or os.path.islink(path) or not os.path.isfile(path):
+            raise RejectedInput("%r is not an absolute path to a regular file" % path)
+        info = os.stat(path)
+        directory = os.path.dirname(path)
+        fd, partial = tempfile.mkstemp(prefix=".responder-", dir=directory)
+        closed = False
+        try:
+            os.write(fd, new_value(length).encode("utf-8"))
+            os.fchown(fd, info.st_uid, info.st_gid)
+            os.fchmod(fd, info.st_mode & 0o7777)
+            os.fsync(fd)
+            os.close(fd)
+            closed = True
+            os.rename(partial, path)
+        except BaseException:
+            if not closed:
+                os.close(fd)
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        rotated.append({"backend": "file", "name": path, "version": compact_utc(), "owner": info.st_uid,
+                        "group": info.st_gid, "mode": oct(info.st_mode & 0o7777), "rotated_at": utc_now()})
+    restarted = []
+    for ref in consumers:
+        data = docker.resolve(ref)
+        docker.run(["restart", "--", data["Id"]], timeout=120)
+        restarted.append({"container_id": data["Id"], "name": (data.get("Name") or "").lstrip("/")})
+    for item in rotated:
+        item["consumers_restarted"] = restarted
+    return rotated
+
+
+def rotate_command(argv, name, length):
+    if not argv or not os.path.isabs(argv[0]):
+        raise RejectedInput("command must be an argv list starting with an absolute path")
+    rc, _ = run_with_stdin(argv, new_value(length))
+    if rc != 0:
+        # stderr is not reported: a rotation tool may echo what it was given
+        raise DockerError("rotation command %s exited %d" % (argv[0], rc), "rotation_failed")
+    return [{"backend": "command", "name": name, "version": compact_utc(), "command": argv[0], "rotated_at": utc_now()}]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            backend=dict(type="str", required=True, choices=["swarm", "file", "command"]),
+            secrets=dict(type="list", elements="str", default=[]),
+            files=dict(type="list", elements="str", default=[]),
+            consumers=dict(type="list", elements="str", default=[]),
+            command=dict(type="list", elements="str", default=[]),
+            name=dict(type="str", default="secret"),
+            length=dict(type="int", default=32),
+            incident=dict(type="str", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not INCIDENT_ID.match(p["incident"]):
+        module.fail_json(msg="malformed incident id")
+    if not 16 <= p["length"] <= 512:
+        module.fail_json(msg="length must be between 16 and 512 bytes")
+    wanted = {"swarm": p["secrets"], "file": p["files"], "command": p["command"]}[p["backend"]]
+    if not wanted:
+        module.fail_json(msg="backend %s needs %s" % (p["backend"], {"swarm": "secrets", "file": "files",
+                                                                     "command": "command"}[p["backend"]]))
+    docker = Docker()
+    output = {"backend": p["backend"], "rotated": []}
+    if module.check_mode:
+        output["would_change"] = "rotate %s secret(s): %s" % (
+            p["backend"], ", ".join(wanted if p["backend"] != "command" else [p["name"]]))
+        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+    try:
+        if p["backend"] == "swarm":
+            output["rotated"] = rotate_swarm(docker, p["secrets"], p["length"], p["incident"])
+        elif p["backend"] == "file":
+            output["rotated"] = rotate_files(docker, p["files"], p["consumers"], p["length"])
+        else:
+            output["rotated"] = rotate_command(p["command"], p["name"], p["length"])
+    except (DockerError, OSError, subprocess.TimeoutExpired) as exc:
+        module.fail_json(msg="rotation incomplete: %s" % exc, reason=getattr(exc, "reason", "rotation_failed"),
+                         output=output)
+    module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+
+
+if __name__ == "__main__":
+    main()
