@@ -41,6 +41,22 @@ class DockerError(Exception):
         self.reason = reason
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (a cancelled run): unwind so that finally blocks clean up."""
+
+
+def exit_cleanly_on_termination():
+    """responder stops a cancelled run with SIGTERM before SIGKILL: turn it into an exception so a
+    paused container is unpaused and a half-written evidence file is removed."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated("signal %d" % signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 class RejectedInput(DockerError):
     def __init__(self, message):
         super(RejectedInput, self).__init__(message, reason="rejected_input")
@@ -89,7 +105,9 @@ class Docker(object):
             response = conn.getresponse()
             body = response.read().decode("utf-8", "replace")
         except socket.timeout:
-            raise DockerError("docker API did not answer GET %s within %ss" % (path, self.timeout), "docker_timeout")
+            raise DockerError(
+                "docker API did not answer GET %s within %ss" % (path, self.timeout), "docker_timeout"
+            )
         except (OSError, IOError) as exc:
             raise DockerError("docker unavailable: %s" % exc, "docker_unavailable")
         finally:
@@ -144,8 +162,11 @@ class Docker(object):
             data = json.loads(out)
             server = data.get("Server") or {}
             client = data.get("Client") or {}
-            return {"client": client.get("Version"), "server": server.get("Version"),
-                    "api": server.get("ApiVersion")}
+            return {
+                "client": client.get("Version"),
+                "server": server.get("Version"),
+                "api": server.get("ApiVersion"),
+            }
         except (DockerError, ValueError):
             return {}
 
@@ -170,7 +191,9 @@ class Docker(object):
             raise DockerError("docker returned a malformed container ID for %r" % ref)
         wanted = ref.lstrip("/")
         if not (cid.startswith(wanted) or name == wanted):
-            raise RejectedInput("docker resolved %r to %s (%s), which does not match it" % (ref, cid[:12], name))
+            raise RejectedInput(
+                "docker resolved %r to %s (%s), which does not match it" % (ref, cid[:12], name)
+            )
         return data
 
 
@@ -185,11 +208,11 @@ def validate_reference(ref):
             "no container to act on"
         )
     if ref.startswith("-"):
-        raise RejectedInput("container reference %r starts with '-', which docker would read as an option" % ref)
-    if not (HEX_PREFIX.match(ref) or CONTAINER_NAME.match(ref)):
         raise RejectedInput(
-            "%r is not a container ID or name (names match [a-zA-Z0-9][a-zA-Z0-9_.-]*)" % ref
+            "container reference %r starts with '-', which docker would read as an option" % ref
         )
+    if not (HEX_PREFIX.match(ref) or CONTAINER_NAME.match(ref)):
+        raise RejectedInput("%r is not a container ID or name (names match [a-zA-Z0-9][a-zA-Z0-9_.-]*)" % ref)
 
 
 def summary(data):
@@ -267,8 +290,12 @@ class EvidenceWriter(object):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return {"path": self.final, "name": os.path.basename(self.final), "sha256": self.sha.hexdigest(),
-                "size": self.size}
+        return {
+            "path": self.final,
+            "name": os.path.basename(self.final),
+            "sha256": self.sha.hexdigest(),
+            "size": self.size,
+        }
 
     def abort(self):
         if self.fd is not None:
@@ -282,7 +309,9 @@ def stream_command_to_evidence(argv, directory, name, timeout=3600):
     """Run argv (no shell) with stdout and stderr going, hashed, into one evidence file."""
     writer = EvidenceWriter(directory, name)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         try:
             while True:
                 chunk = proc.stdout.read(CHUNK)

@@ -22,6 +22,7 @@ from ansible.module_utils.responder_docker import (
     bytes_to_evidence,
     compact_utc,
     evidence_dir,
+    exit_cleanly_on_termination,
     stream_command_to_evidence,
     summary,
     utc_now,
@@ -39,6 +40,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    exit_cleanly_on_termination()
     docker = Docker()
     try:
         data = docker.resolve(module.params["container"])

@@ -32,6 +32,7 @@ from ansible.module_utils.responder_docker import (
     bytes_to_evidence,
     compact_utc,
     evidence_dir,
+    exit_cleanly_on_termination,
     stream_command_to_evidence,
     summary,
     utc_now,
@@ -88,6 +89,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    exit_cleanly_on_termination()
     docker = Docker()
     try:
         data = docker.resolve(p["container"])

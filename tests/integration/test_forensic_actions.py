@@ -1,0 +1,206 @@
+"""Each forensic action's less travelled paths on the real daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, REPO, Docker, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def _playbook(tmp_path: Path, name: str, steps: str, params: str = "  container: {type: string}\n") -> Path:
+    path = tmp_path / f"{name}.yml"
+    path.write_text(f"name: {name}\ndescription: test\nseverity: low\nparams:\n{params}steps:\n{steps}")
+    return path
+
+
+def _incident(output: str) -> str:
+    return next(w for w in output.split() if w.startswith("INC-"))
+
+
+def test_stop_captures_logs_first_and_can_kill(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
+    victim = docker.container(
+        "tostop",
+        "--restart",
+        "always",
+        command=("sh", "-c", "trap '' TERM; while true; do echo alive; sleep 0.2; done"),
+    )
+    time.sleep(1)
+    playbook = _playbook(
+        tmp_path,
+        "stop",
+        "  - id: stop\n    action: stop_container\n"
+        "    with: {container: '{{ params.container }}', kill: true}\n",
+    )
+    started = time.monotonic()
+    result = run_cli("run", str(playbook), "-p", f"container={victim}", data_dir=data_dir)
+    assert result.returncode == 0, result.output
+    assert time.monotonic() - started < 10  # killed at once: the TERM trap did not hold it for the timeout
+    info = docker.inspect(victim)
+    assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    rows = (
+        sqlite3.connect(data_dir / "timeline.db")
+        .execute("SELECT kind, path FROM evidence WHERE incident_id=?", (_incident(result.stdout),))
+        .fetchall()
+    )
+    kinds = {k: Path(p) for k, p in rows}
+    assert set(kinds) == {"logs", "inspect"} and "alive" in kinds["logs"].read_text()
+
+
+def test_pause_then_release_unpauses(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
+    victim = docker.container("topause")
+    playbook = _playbook(
+        tmp_path,
+        "pause",
+        "  - id: pause\n    action: pause_container\n    with: {container: '{{ params.container }}'}\n",
+    )
+    result = run_cli("run", str(playbook), "-p", f"container={victim}", data_dir=data_dir)
+    assert result.returncode == 0, result.output
+    assert docker.inspect(victim)["State"]["Paused"] is True
+    released = run_cli("release", _incident(result.stdout), "--reason", "done", data_dir=data_dir)
+    assert released.returncode == 0, released.output
+    assert docker.inspect(victim)["State"]["Paused"] is False
+
+
+def test_file_rotation_keeps_owner_and_mode_and_restarts_consumers(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "secrets" / "api_key"
+    secret_file.parent.mkdir()
+    secret_file.write_text("old-value")
+    os.chown(secret_file, 1234, 2345)
+    secret_file.chmod(0o640)
+    consumer = docker.container("consumer", "-v", f"{secret_file.parent}:/run/secrets:ro")
+    before = docker.inspect(consumer)["State"]["StartedAt"]
+    playbook = _playbook(
+        tmp_path,
+        "rotate-file",
+        "  - id: rotate\n    action: rotate_secrets\n    with:\n      backend: file\n"
+        "      files: ['{{ params.file }}']\n      consumers: ['{{ params.container }}']\n",
+        params="  container: {type: string}\n  file: {type: string}\n",
+    )
+    result = run_cli(
+        "run", str(playbook), "-p", f"container={consumer}", "-p", f"file={secret_file}", data_dir=data_dir
+    )
+    assert result.returncode == 0, result.output
+    new_value = secret_file.read_text()
+    assert new_value != "old-value" and len(new_value) >= 40
+    st = secret_file.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o640)
+    assert docker.inspect(consumer)["State"]["StartedAt"] != before
+    assert docker("exec", consumer, "cat", "/run/secrets/api_key") == new_value
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert new_value.encode() not in path.read_bytes(), path
+    assert "secret_rotated" in run_cli("show", _incident(result.stdout), data_dir=data_dir).stdout
+
+
+def test_command_rotation_gets_the_value_on_stdin_only(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rotated"
+    playbook = _playbook(
+        tmp_path,
+        "rotate-cmd",
+        "  - id: rotate\n    action: rotate_secrets\n    with:\n      backend: command\n      name: vault-db\n"
+        f"      command: ['{FIXTURES / 'bin' / 'record-rotation'}', '{{{{ params.out }}}}']\n",
+        params="  out: {type: string}\n",
+    )
+    cmdlines: list[str] = []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "responder", "run", str(playbook), "-p", f"out={out}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
+    )
+
+    def watch() -> None:
+        while proc.poll() is None:
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"))
+                    except OSError:
+                        pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    output, _ = proc.communicate(timeout=300)
+    watcher.join()
+    assert proc.returncode == 0, output
+    value = out.read_text()
+    assert len(value) >= 40
+    assert value not in Path(str(out) + ".argv").read_text()
+    assert not [c for c in cmdlines if value in c]
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path
+    assert "vault-db" in run_cli("show", _incident(output), data_dir=data_dir).stdout
+
+
+def test_interrupted_snapshot_leaves_no_final_file_and_unpauses(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    victim = docker.container(
+        "big",
+        command=(
+            "sh",
+            "-c",
+            "dd if=/dev/urandom of=/big bs=1M count=400 2>/dev/null; touch /ready; sleep 3600",
+        ),
+    )
+    deadline = time.monotonic() + 120
+    while subprocess.run(["docker", "exec", victim, "test", "-e", "/ready"]).returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    host_root = tmp_path / "host-evidence"
+    config = tmp_path / "c.toml"
+    config.write_text(f'host_evidence_root = "{host_root}"\n')
+    playbook = _playbook(
+        tmp_path,
+        "snap",
+        "  - id: snapshot\n    action: snapshot_filesystem\n"
+        "    with: {container: '{{ params.container }}'}\n",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "responder",
+            "--config",
+            str(config),
+            "run",
+            str(playbook),
+            "-p",
+            f"container={victim}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
+    )
+    deadline = time.monotonic() + 120
+    while not list(host_root.rglob("*-rootfs.tar.partial")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the export never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    time.sleep(1)
+    assert not list(host_root.rglob("*-rootfs.tar")), "an interrupted export left a file under the final name"
+    assert not list(host_root.rglob("*.partial")), "the half-written file was not removed"
+    assert docker.inspect(victim)["State"]["Paused"] is False, "the container was left paused"
+    shown = run_cli("show", _incident(output), data_dir=data_dir).stdout
+    assert "snapshot=interrupted" in shown
