@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -128,10 +129,8 @@ def test_command_rotation_gets_the_value_on_stdin_only(data_dir: Path, tmp_path:
         while proc.poll() is None:
             for pid in os.listdir("/proc"):
                 if pid.isdigit():
-                    try:
+                    with contextlib.suppress(OSError):
                         cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"))
-                    except OSError:
-                        pass
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)
