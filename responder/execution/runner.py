@@ -163,6 +163,7 @@ class AnsibleRunnerExecutor:
         # several roles use (a role's own modules live in its library/).
         module_utils = [str(d / "module_utils") for d in batch.runbook_dirs if (d / "module_utils").is_dir()]
         libraries = [str(d / "library") for d in batch.runbook_dirs if (d / "library").is_dir()]
+        actions = [str(d / "action_plugins") for d in batch.runbook_dirs if (d / "action_plugins").is_dir()]
         envvars = {
             # ansible-runner turns host key checking off unless told otherwise; a responder
             # talking to possibly compromised infrastructure keeps it on by default.
@@ -170,6 +171,7 @@ class AnsibleRunnerExecutor:
             "ANSIBLE_ROLES_PATH": os.pathsep.join(str(d) for d in batch.runbook_dirs),
             "ANSIBLE_MODULE_UTILS": os.pathsep.join(module_utils),
             "ANSIBLE_LIBRARY": os.pathsep.join(libraries),
+            "ANSIBLE_ACTION_PLUGINS": os.pathsep.join(actions),
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_PIPELINING": "True",
