@@ -339,3 +339,20 @@ def bytes_to_evidence(data, directory, name):
     except BaseException:
         writer.abort()
         raise
+
+
+def capture_logs_and_inspect(docker, directory, cid, note=""):
+    """`docker logs --timestamps` (stdout and stderr) and `docker inspect` to evidence files."""
+    versions = {"docker": docker.version()}
+    prefix = "%s-%s" % (cid[:12], compact_utc())
+    started = utc_now()
+    logs = stream_command_to_evidence([docker.binary, "logs", "--timestamps", "--", cid], directory,
+                                      prefix + "-logs.txt")
+    logs.update(kind="logs", method="docker logs --timestamps (stdout+stderr)" + note, started_at=started,
+                collected_at=utc_now(), container_id=cid, tool_versions=versions)
+    started = utc_now()
+    raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
+    inspect = bytes_to_evidence(raw, directory, prefix + "-inspect.json")
+    inspect.update(kind="inspect", method="docker inspect" + note, started_at=started, collected_at=utc_now(),
+                   container_id=cid, tool_versions=versions)
+    return [logs, inspect]

@@ -19,13 +19,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
     Docker,
     DockerError,
-    bytes_to_evidence,
-    compact_utc,
+    capture_logs_and_inspect,
     evidence_dir,
     exit_cleanly_on_termination,
-    stream_command_to_evidence,
     summary,
-    utc_now,
 )
 
 READABLE_DRIVERS = ("json-file", "local", "journald")
@@ -57,22 +54,7 @@ def main():
 
     try:
         directory = evidence_dir(module.params["evidence_root"], module.params["incident"])
-        versions = {"docker": docker.version()}
-        stamp = compact_utc()
-        evidence = []
-        started = utc_now()
-        logs = stream_command_to_evidence(
-            [docker.binary, "logs", "--timestamps", "--", cid], directory, "%s-%s-logs.txt" % (cid[:12], stamp)
-        )
-        logs.update(kind="logs", method="docker logs --timestamps (stdout+stderr)", started_at=started,
-                    collected_at=utc_now(), container_id=cid, tool_versions=versions)
-        evidence.append(logs)
-        started = utc_now()
-        raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
-        inspect = bytes_to_evidence(raw, directory, "%s-%s-inspect.json" % (cid[:12], stamp))
-        inspect.update(kind="inspect", method="docker inspect", started_at=started, collected_at=utc_now(),
-                       container_id=cid, tool_versions=versions)
-        evidence.append(inspect)
+        evidence = capture_logs_and_inspect(docker, directory, cid)
     except DockerError as exc:
         hint = ""
         if facts["log_driver"] not in READABLE_DRIVERS:

@@ -24,13 +24,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
     Docker,
     DockerError,
-    bytes_to_evidence,
-    compact_utc,
+    capture_logs_and_inspect,
     evidence_dir,
     exit_cleanly_on_termination,
-    stream_command_to_evidence,
     summary,
-    utc_now,
 )
 
 
@@ -81,18 +78,7 @@ def main():
     try:
         if not have_logs:
             directory = evidence_dir(p["evidence_root"], p["incident"])
-            prefix = "%s-%s" % (cid[:12], compact_utc())
-            started = utc_now()
-            logs = stream_command_to_evidence([docker.binary, "logs", "--timestamps", "--", cid], directory,
-                                              prefix + "-logs.txt")
-            logs.update(kind="logs", method="docker logs --timestamps (stdout+stderr), before stop",
-                        started_at=started, collected_at=utc_now(), container_id=cid)
-            raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
-            started = utc_now()
-            inspect = bytes_to_evidence(raw, directory, prefix + "-inspect.json")
-            inspect.update(kind="inspect", method="docker inspect, before stop", started_at=started,
-                           collected_at=utc_now(), container_id=cid)
-            output["evidence"] = [logs, inspect]
+            output["evidence"] = capture_logs_and_inspect(docker, directory, cid, note=", before stop")
             output["captured_now"] = ["logs", "inspect"]
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
