@@ -44,45 +44,61 @@ class Action:
     example: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class Catalog:
-    actions: Mapping[str, Action]
-    roots: tuple[Path, ...]
+    """Roles by name. A role's YAML is read when the role is first asked for, so a run reads only
+    the roles its playbook uses (pure-Python YAML parsing of every role would cost every start)."""
+
+    def __init__(self, paths: Mapping[str, Path], roots: tuple[Path, ...]) -> None:
+        self.paths = dict(paths)
+        self.roots = roots
+        self._loaded: dict[str, Action] = {}
 
     def get(self, name: str) -> Action | None:
-        return self.actions.get(name)
+        if name not in self.paths:
+            return None
+        if name not in self._loaded:
+            action = _load_action(self.paths[name])
+            if action.undo_action and action.undo_action not in self.paths:
+                raise ConfigError(f"{action.path}: undo action {action.undo_action!r} is not a known action")
+            self._loaded[name] = action
+        return self._loaded[name]
+
+    @property
+    def actions(self) -> dict[str, Action]:
+        """Every action, loaded; problems in any role are reported together."""
+        problems: list[str] = []
+        for name in sorted(self.paths):
+            try:
+                self.get(name)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return {name: self._loaded[name] for name in sorted(self.paths)}
 
     def suggest(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self.actions), n=1, cutoff=0.6)
-        return f"did you mean {close[0]!r}?" if close else f"known actions: {', '.join(sorted(self.actions))}"
+        close = difflib.get_close_matches(name, list(self.paths), n=1, cutoff=0.6)
+        return f"did you mean {close[0]!r}?" if close else f"known actions: {', '.join(sorted(self.paths))}"
 
 
 def load_catalog(roots: Iterable[Path]) -> Catalog:
-    """Read every role under `roots`. Two roles with one name are an error, never an override."""
-    actions: dict[str, Action] = {}
+    """Find every role under `roots`. Two roles with one name are an error, never an override."""
+    paths: dict[str, Path] = {}
     problems: list[str] = []
     root_list = tuple(Path(r) for r in roots)
     for root in root_list:
         if not root.is_dir():
             raise ConfigError(f"runbooks directory {root} does not exist")
         for role_dir in sorted(p for p in root.iterdir() if (p / "meta" / "argument_specs.yml").is_file()):
-            try:
-                action = _load_action(role_dir)
-            except ConfigError as exc:
-                problems.append(str(exc))
-                continue
-            if action.name in actions:
+            if role_dir.name in paths:
                 problems.append(
-                    f"action {action.name!r} is defined twice: {actions[action.name].path} and {role_dir}"
+                    f"action {role_dir.name!r} is defined twice: {paths[role_dir.name]} and {role_dir}"
                 )
                 continue
-            actions[action.name] = action
-    for action in actions.values():
-        if action.undo_action and action.undo_action not in actions:
-            problems.append(f"{action.path}: undo action {action.undo_action!r} is not a known action")
+            paths[role_dir.name] = role_dir
     if problems:
         raise ConfigError("\n".join(problems))
-    return Catalog(actions=actions, roots=root_list)
+    return Catalog(paths, root_list)
 
 
 def _read_yaml(path: Path) -> Any:

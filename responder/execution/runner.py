@@ -79,6 +79,9 @@ class Batch:
     inventory: str | None = None
     limit: str | None = None
     check_mode: bool = False
+    # Ansible's local temp dir, which holds its AnsiballZ module cache: kept across runs, so a
+    # module is zipped once rather than on every incident.
+    ansible_local_tmp: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class AnsibleRunnerExecutor:
             "ANSIBLE_SYSTEM_WARNINGS": "False",
             "ANSIBLE_LOCALHOST_WARNING": "False",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-            "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
+            "ANSIBLE_LOCAL_TEMP": str(batch.ansible_local_tmp or root / "tmp"),
             "ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "False",
         }
         if batch.inventory is None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from responder.errors import ConfigError
-from responder.notify.dispatcher import SlackNotifier
 from responder.settings import Settings
+
+if TYPE_CHECKING:  # the notifier (threads, slack-sdk) is imported only when Slack is configured
+    from responder.notify.dispatcher import SlackNotifier
 
 
 def _secret(
@@ -51,6 +54,7 @@ def build_notifier(
             raise ConfigError(
                 "Slack is configured but no channel is: set [slack].channel or the playbook's notify.slack_channel"
             )
+        from responder.notify.dispatcher import SlackNotifier
         from responder.notify.slack import BotTransport
 
         transport = BotTransport(token, str(slack.get("base_url", "https://slack.com/api/")), timeout)
@@ -59,6 +63,7 @@ def build_notifier(
         url = _secret("SLACK_WEBHOOK_URL", "webhook_url_file", slack, env)
         if not url:
             return None
+        from responder.notify.dispatcher import SlackNotifier
         from responder.notify.slack import WebhookTransport
 
         return SlackNotifier(WebhookTransport(url, timeout), channel or "webhook", settings.database, url)
