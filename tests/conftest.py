@@ -44,6 +44,11 @@ class CLIResult:
         return self.stdout + self.stderr
 
 
+def incident_id(output: str) -> str:
+    """The first incident ID a CLI command printed."""
+    return next(word for word in output.split() if word.startswith("INC-"))
+
+
 def run_cli(
     *args: str,
     data_dir: Path,

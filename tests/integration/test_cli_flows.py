@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Docker, SSHTarget, run_cli
+from tests.conftest import FIXTURES, Docker, SSHTarget, incident_id, run_cli
 
 pytestmark = pytest.mark.integration
 FIXTURE_ARGS = ("--runbooks-dir", str(FIXTURES / "runbooks"))
-
-
-def _incident(output: str) -> str:
-    return next(word for word in output.split() if word.startswith("INC-"))
 
 
 def test_approval_gate_then_approve(docker: Docker, data_dir: Path) -> None:
@@ -28,7 +24,7 @@ def test_approval_gate_then_approve(docker: Docker, data_dir: Path) -> None:
         data_dir=data_dir,
     )
     assert first.returncode == 10, first.output
-    incident = _incident(first.stdout)
+    incident = incident_id(first.stdout)
     assert f"responder approve {incident} isolate" in first.stdout
     assert docker.inspect(victim)["NetworkSettings"]["Networks"]  # still connected: nothing past the gate ran
     listed = run_cli("incidents", data_dir=data_dir).stdout
@@ -72,7 +68,7 @@ def test_approval_gate_then_deny(docker: Docker, data_dir: Path) -> None:
         f"container={victim}",
         data_dir=data_dir,
     )
-    incident = _incident(first.stdout)
+    incident = incident_id(first.stdout)
     denied = run_cli(
         "deny", incident, "--as", "bob", "--reason", "false positive", *FIXTURE_ARGS, data_dir=data_dir
     )
@@ -111,7 +107,7 @@ def test_limit_and_per_step_hosts(sshd: SSHTarget, data_dir: Path, tmp_path: Pat
     )
     assert result.returncode == 0, result.output
     db = sqlite3.connect(data_dir / "timeline.db")
-    incident = _incident(result.stdout)
+    incident = incident_id(result.stdout)
 
     def hosts(step: str) -> set[str]:
         rows = db.execute(
@@ -131,6 +127,6 @@ def test_limit_and_per_step_hosts(sshd: SSHTarget, data_dir: Path, tmp_path: Pat
         "hosta",
         data_dir=data_dir,
     )
-    incident = _incident(limited.stdout)
+    incident = incident_id(limited.stdout)
     assert hosts("everywhere") == {"hosta"}
     assert limited.returncode == 3 and "no hosts matched" in limited.stdout  # only_b has nobody left

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Docker, SSHTarget, run_cli
+from tests.conftest import FIXTURES, Docker, SSHTarget, incident_id, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +39,6 @@ def _victim(docker: Docker) -> tuple[str, str, list[str]]:
     return victim, peer, [net_a, net_b]
 
 
-def _incident_id(output: str) -> str:
-    return next(word for word in output.split() if word.startswith("INC-"))
-
-
 def _check_contained(
     docker: Docker,
     victim: str,
@@ -58,7 +54,7 @@ def _check_contained(
     assert docker("port", victim) == ""
     for ip in peer_ips:  # real traffic: the victim can no longer reach the peer on either network
         assert not docker.can_ping(victim, ip)
-    incident = _incident_id(result_output)
+    incident = incident_id(result_output)
     db = sqlite3.connect(data_dir / "timeline.db")
     status = db.execute("SELECT status FROM incidents WHERE id=?", (incident,)).fetchone()[0]
     assert status == "succeeded"
@@ -168,7 +164,7 @@ def test_isolating_twice_is_a_noop(docker: Docker, data_dir: Path) -> None:
     assert again.returncode == 0, again.output
     db = sqlite3.connect(data_dir / "timeline.db")
     (outputs,) = db.execute(
-        "SELECT outputs FROM steps WHERE incident_id=? AND step_id='isolate'", (_incident_id(again.stdout),)
+        "SELECT outputs FROM steps WHERE incident_id=? AND step_id='isolate'", (incident_id(again.stdout),)
     ).fetchone()
     assert json.loads(outputs)["already_isolated"] is True
 

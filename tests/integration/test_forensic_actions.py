@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REPO, Docker, run_cli
+from tests.conftest import FIXTURES, REPO, Docker, incident_id, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +23,6 @@ def _playbook(tmp_path: Path, name: str, steps: str, params: str = "  container:
     path = tmp_path / f"{name}.yml"
     path.write_text(f"name: {name}\ndescription: test\nseverity: low\nparams:\n{params}steps:\n{steps}")
     return path
-
-
-def _incident(output: str) -> str:
-    return next(w for w in output.split() if w.startswith("INC-"))
 
 
 def test_stop_captures_logs_first_and_can_kill(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
@@ -51,7 +47,7 @@ def test_stop_captures_logs_first_and_can_kill(docker: Docker, data_dir: Path, t
     assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
     rows = (
         sqlite3.connect(data_dir / "timeline.db")
-        .execute("SELECT kind, path FROM evidence WHERE incident_id=?", (_incident(result.stdout),))
+        .execute("SELECT kind, path FROM evidence WHERE incident_id=?", (incident_id(result.stdout),))
         .fetchall()
     )
     kinds = {k: Path(p) for k, p in rows}
@@ -68,7 +64,7 @@ def test_pause_then_release_unpauses(docker: Docker, data_dir: Path, tmp_path: P
     result = run_cli("run", str(playbook), "-p", f"container={victim}", data_dir=data_dir)
     assert result.returncode == 0, result.output
     assert docker.inspect(victim)["State"]["Paused"] is True
-    released = run_cli("release", _incident(result.stdout), "--reason", "done", data_dir=data_dir)
+    released = run_cli("release", incident_id(result.stdout), "--reason", "done", data_dir=data_dir)
     assert released.returncode == 0, released.output
     assert docker.inspect(victim)["State"]["Paused"] is False
 
@@ -103,7 +99,7 @@ def test_file_rotation_keeps_owner_and_mode_and_restarts_consumers(
     for path in data_dir.rglob("*"):
         if path.is_file():
             assert new_value.encode() not in path.read_bytes(), path
-    assert "secret_rotated" in run_cli("show", _incident(result.stdout), data_dir=data_dir).stdout
+    assert "secret_rotated" in run_cli("show", incident_id(result.stdout), data_dir=data_dir).stdout
 
 
 def test_command_rotation_gets_the_value_on_stdin_only(data_dir: Path, tmp_path: Path) -> None:
@@ -145,7 +141,7 @@ def test_command_rotation_gets_the_value_on_stdin_only(data_dir: Path, tmp_path:
     for path in data_dir.rglob("*"):
         if path.is_file():
             assert value.encode() not in path.read_bytes(), path
-    assert "vault-db" in run_cli("show", _incident(output), data_dir=data_dir).stdout
+    assert "vault-db" in run_cli("show", incident_id(output), data_dir=data_dir).stdout
 
 
 def test_interrupted_snapshot_leaves_no_final_file_and_unpauses(
@@ -201,5 +197,5 @@ def test_interrupted_snapshot_leaves_no_final_file_and_unpauses(
     assert not list(host_root.rglob("*-rootfs.tar")), "an interrupted export left a file under the final name"
     assert not list(host_root.rglob("*.partial")), "the half-written file was not removed"
     assert docker.inspect(victim)["State"]["Paused"] is False, "the container was left paused"
-    shown = run_cli("show", _incident(output), data_dir=data_dir).stdout
+    shown = run_cli("show", incident_id(output), data_dir=data_dir).stdout
     assert "snapshot=interrupted" in shown

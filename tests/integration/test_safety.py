@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -52,14 +53,10 @@ def test_template_injection_canary_never_fires(
     # the value made the round trip through Ansible, a command's argv and a later step literally
     shown = run_cli(
         "show",
-        next(w for w in result.stdout.split() if w.startswith("INC-"))
-        if False
-        else run_cli("incidents", data_dir=data_dir).stdout.split()[0],
+        run_cli("incidents", data_dir=data_dir).stdout.split()[0],  # the newest: the dry run opened none
         data_dir=data_dir,
     )
     assert shown.returncode == 0
-    import sqlite3
-
     rows = (
         sqlite3.connect(data_dir / "timeline.db")
         .execute("SELECT step_id, outputs FROM steps WHERE step_id IN ('echo', 'echo_again')")
