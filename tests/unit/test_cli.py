@@ -69,3 +69,18 @@ def test_bad_config_file(tmp_path: Path, data_dir: Path) -> None:
     cfg.write_text("data_dirr = 'x'\n")
     result = run_cli("--config", str(cfg), "playbooks", data_dir=data_dir)
     assert result.returncode == 2 and "unknown keys" in result.stderr
+
+
+def test_user_directories_extend_the_shipped_ones(data_dir: Path) -> None:
+    result = run_cli(
+        "--playbooks-dir",
+        str(FIXTURES / "playbooks"),
+        "--runbooks-dir",
+        str(FIXTURES / "runbooks"),
+        "playbooks",
+        data_dir=data_dir,
+    )
+    assert result.returncode == 0, result.output
+    assert "canary" in result.stdout and "isolate-container" in result.stdout  # user's and shipped
+    actions = run_cli("actions", "--runbooks-dir", str(FIXTURES / "runbooks"), data_dir=data_dir).stdout
+    assert "echo_value" in actions and "isolate_network" in actions
