@@ -22,7 +22,7 @@ EXIT_CODES = {
     0: "success (validate: all files valid; run: every step succeeded or was skipped)",
     1: "internal error (a bug: please report it with the traceback)",
     2: "invalid input: playbook, params, config, command line, or a request the incident's state refuses",
-    3: "a step failed",
+    3: "a step failed (or its target container disappeared: status target_gone)",
     4: "a host was unreachable",
     5: "Ansible configuration error (unknown module, broken role) or ansible-runner could not start",
     6: "a step timed out",
@@ -41,6 +41,7 @@ STATUS_EXIT = {
     "awaiting_approval": 10,
     "denied": 11,
     "released": 0,
+    "target_gone": 3,
     "interrupted": 130,
 }
 

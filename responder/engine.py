@@ -500,6 +500,9 @@ class Engine:
         if step_result.outcome in _STOPPING:
             return _STOPPING[step_result.outcome]
         if step_result.outcome is StepOutcome.FAILED and step.on_failure is OnFailure.ABORT:
+            failing = [h for h in step_result.hosts.values() if h.outcome is StepOutcome.FAILED]
+            if failing and all(h.reason == "target_gone" for h in failing):
+                return IncidentStatus.TARGET_GONE  # the container vanished: what was done is on the timeline
             return IncidentStatus.FAILED
         return None
 

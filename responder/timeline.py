@@ -93,6 +93,7 @@ class IncidentStatus(StrEnum):
     INTERRUPTED = "interrupted"
     DENIED = "denied"
     RELEASED = "released"
+    TARGET_GONE = "target_gone"
 
 
 OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL}

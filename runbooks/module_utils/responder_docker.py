@@ -326,6 +326,11 @@ def stream_command_to_evidence(argv, directory, name, timeout=3600):
         if rc != 0:
             raise DockerError("%s exited with %d" % (" ".join(argv[:3]), rc))
         return writer.commit()
+    except OSError as exc:
+        writer.abort()
+        # ENOSPC and friends: say how far it got; the .partial file is gone, nothing has the final name
+        raise OSError(exc.errno, "%s after %d bytes of %s (partial file removed)" % (
+            exc.strerror, writer.size, name))
     except BaseException:
         writer.abort()
         raise

@@ -199,3 +199,76 @@ def test_interrupted_snapshot_leaves_no_final_file_and_unpauses(
     assert docker.inspect(victim)["State"]["Paused"] is False, "the container was left paused"
     shown = run_cli("show", incident_id(output), data_dir=data_dir).stdout
     assert "snapshot=interrupted" in shown
+
+
+def test_disk_full_during_snapshot(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
+    """ENOSPC mid-export: the partial file is removed, the step fails saying so, earlier steps stay done."""
+    victim = docker.container(
+        "full",
+        "--network",
+        docker.network("f"),
+        command=("sh", "-c", "dd if=/dev/zero of=/big bs=1M count=64 2>/dev/null; sleep 3600"),
+    )
+    time.sleep(2)
+    host_root = tmp_path / "tiny"
+    host_root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(host_root)], check=True)
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text(f'host_evidence_root = "{host_root}"\n')
+        playbook = _playbook(
+            tmp_path,
+            "full",
+            "  - id: isolate\n    action: isolate_network\n"
+            "    with: {container: '{{ params.container }}'}\n"
+            "  - id: snapshot\n    action: snapshot_filesystem\n"
+            "    with: {container: '{{ params.container }}'}\n",
+        )
+        result = run_cli(
+            "--config", str(config), "run", str(playbook), "-p", f"container={victim}", data_dir=data_dir
+        )
+        assert result.returncode == 3, result.output
+        assert "No space left on device after" in result.stdout and "partial file removed" in result.stdout
+        assert not list(host_root.rglob("*.partial")) and not list(host_root.rglob("*-rootfs.tar"))
+        assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}  # containment stays done
+        assert docker.inspect(victim)["State"]["Paused"] is False
+        shown = run_cli("show", incident_id(result.stdout), data_dir=data_dir).stdout
+        assert "isolate=succeeded" in shown and "snapshot=failed" in shown
+    finally:
+        subprocess.run(["umount", str(host_root)], check=False)
+
+
+def test_target_gone_mid_playbook(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
+    victim = docker.container("vanishing")
+    playbook = _playbook(
+        tmp_path,
+        "gone",
+        "  - id: wait\n    action: sleep_for\n    with: {seconds: 3}\n"
+        "  - id: isolate\n    action: isolate_network\n"
+        "    with: {container: '{{ params.container }}'}\n",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "responder",
+            "--runbooks-dir",
+            str(FIXTURES / "runbooks"),
+            "run",
+            str(playbook),
+            "-p",
+            f"container={victim}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
+    )
+    time.sleep(1.5)
+    docker("rm", "-f", victim)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, output
+    assert "no such container" in output
+    listed = run_cli("incidents", data_dir=data_dir).stdout
+    assert "target_gone" in listed
