@@ -30,6 +30,8 @@ from responder.playbook.parse import secret_param_name
 from responder.settings import Settings, ensure_private_dir
 from responder.timeline import Event, Incident, IncidentStatus, Timeline
 
+# A well-formed stand-in: modules validate the incident ID even in check mode.
+DRY_RUN_INCIDENT = "INC-00000000-000000-0000"
 _FINAL_STEP = {s.value for s in StepOutcome} - {StepOutcome.NOT_RUN.value}
 _STOPPING = {
     StepOutcome.CONFIG_ERROR: IncidentStatus.CONFIG_ERROR,

@@ -120,7 +120,10 @@ def print_dry_run(
                         f"       restart policy: {out_data.get('restart_policy')}   --rm: {out_data.get('auto_remove')}\n"
                     )
             if out_data.get("would_change"):
-                w(f"       would: {out_data['would_change']}\n")
+                from responder.engine import DRY_RUN_INCIDENT
+
+                would = str(out_data["would_change"]).replace(DRY_RUN_INCIDENT, "<incident>")
+                w(f"       would: {would}\n")
         w("\n")
     return worst
 
