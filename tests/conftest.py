@@ -5,12 +5,14 @@ Under CI=true a missing service fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,6 +51,13 @@ def incident_id(output: str) -> str:
     return next(word for word in output.split() if word.startswith("INC-"))
 
 
+def _cli_env(data_dir: Path, env: dict[str, str] | None) -> dict[str, str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    full_env.update(env or {})
+    full_env["RESPONDER_DATA_DIR"] = str(data_dir)
+    return full_env
+
+
 def run_cli(
     *args: str,
     data_dir: Path,
@@ -56,18 +65,53 @@ def run_cli(
     timeout: float = 300,
     cwd: Path | None = None,
 ) -> CLIResult:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
-    full_env.update(env or {})
-    full_env["RESPONDER_DATA_DIR"] = str(data_dir)
     proc = subprocess.run(
         [sys.executable, "-m", "responder", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env=_cli_env(data_dir, env),
         cwd=cwd or REPO,
     )
     return CLIResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The CLI in the background, for tests that signal it or watch it while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "responder", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_cli_env(data_dir, env),
+        cwd=REPO,
+    )
+
+
+class CmdlineWatcher:
+    """Collects every process command line on the machine while `proc` runs."""
+
+    def __init__(self, proc: subprocess.Popen[str], interval: float = 0.02) -> None:
+        self.proc = proc
+        self.interval = interval
+        self.cmdlines: list[str] = []
+        self.thread = threading.Thread(target=self._watch)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while self.proc.poll() is None:
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    with contextlib.suppress(OSError):
+                        self.cmdlines.append(
+                            Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+                        )
+            time.sleep(self.interval)
+
+    def communicate(self, timeout: float = 300) -> str:
+        output, _ = self.proc.communicate(timeout=timeout)
+        self.thread.join()
+        return output
 
 
 class Docker:

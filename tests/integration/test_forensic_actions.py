@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REPO, Docker, incident_id, run_cli
+from tests.conftest import FIXTURES, CmdlineWatcher, Docker, incident_id, run_cli, start_cli
 
 pytestmark = pytest.mark.integration
 
@@ -111,33 +108,15 @@ def test_command_rotation_gets_the_value_on_stdin_only(data_dir: Path, tmp_path:
         f"      command: ['{FIXTURES / 'bin' / 'record-rotation'}', '{{{{ params.out }}}}']\n",
         params="  out: {type: string}\n",
     )
-    cmdlines: list[str] = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "responder", "run", str(playbook), "-p", f"out={out}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
-    )
+    proc = start_cli("run", str(playbook), "-p", f"out={out}", data_dir=data_dir)
 
-    def watch() -> None:
-        while proc.poll() is None:
-            for pid in os.listdir("/proc"):
-                if pid.isdigit():
-                    with contextlib.suppress(OSError):
-                        cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"))
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    output, _ = proc.communicate(timeout=300)
-    watcher.join()
+    watcher = CmdlineWatcher(proc)
+    output = watcher.communicate()
     assert proc.returncode == 0, output
     value = out.read_text()
     assert len(value) >= 40
     assert value not in Path(str(out) + ".argv").read_text()
-    assert not [c for c in cmdlines if value in c]
+    assert not [c for c in watcher.cmdlines if value in c]
     for path in data_dir.rglob("*"):
         if path.is_file():
             assert value.encode() not in path.read_bytes(), path
@@ -168,23 +147,8 @@ def test_interrupted_snapshot_leaves_no_final_file_and_unpauses(
         "  - id: snapshot\n    action: snapshot_filesystem\n"
         "    with: {container: '{{ params.container }}'}\n",
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "responder",
-            "--config",
-            str(config),
-            "run",
-            str(playbook),
-            "-p",
-            f"container={victim}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
+    proc = start_cli(
+        "--config", str(config), "run", str(playbook), "-p", f"container={victim}", data_dir=data_dir
     )
     deadline = time.monotonic() + 120
     while not list(host_root.rglob("*-rootfs.tar.partial")):
@@ -247,23 +211,14 @@ def test_target_gone_mid_playbook(docker: Docker, data_dir: Path, tmp_path: Path
         "  - id: isolate\n    action: isolate_network\n"
         "    with: {container: '{{ params.container }}'}\n",
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "responder",
-            "--runbooks-dir",
-            str(FIXTURES / "runbooks"),
-            "run",
-            str(playbook),
-            "-p",
-            f"container={victim}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
+    proc = start_cli(
+        "--runbooks-dir",
+        str(FIXTURES / "runbooks"),
+        "run",
+        str(playbook),
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
     )
     time.sleep(1.5)
     docker("rm", "-f", victim)

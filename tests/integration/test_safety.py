@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REPO, Docker, SSHTarget, run_cli
+from tests.conftest import FIXTURES, CmdlineWatcher, Docker, SSHTarget, run_cli, start_cli
 
 pytestmark = pytest.mark.integration
 
@@ -86,53 +84,22 @@ def test_secrets_never_land_in_data_dir_artifacts_or_cmdlines(data_dir: Path, tm
     secret_canary = "canary-secret-9a8b7c6d5e4f"
     out_file = tmp_path / "hash"
     env = {"SLACK_BOT_TOKEN": env_canary, "RESPONDER_SECRET_TOKEN": secret_canary}
-    full_env = {**os.environ, **env, "RESPONDER_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "responder",
-            "run",
-            str(FIXTURES / "playbooks" / "secret.yml"),
-            "--runbooks-dir",
-            str(FIXTURES / "runbooks"),
-            "-p",
-            f"out_file={out_file}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=full_env,
-        cwd=REPO,
+    proc = start_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "secret.yml"),
+        "--runbooks-dir",
+        str(FIXTURES / "runbooks"),
+        "-p",
+        f"out_file={out_file}",
+        data_dir=data_dir,
+        env=env,
     )
-    seen_cmdlines: list[str] = []
-    leaks: list[str] = []
-
-    def watch() -> None:
-        while proc.poll() is None:
-            for pid_dir in Path("/proc").iterdir():
-                if not pid_dir.name.isdigit():
-                    continue
-                try:
-                    cmdline = (pid_dir / "cmdline").read_bytes().decode("utf-8", "replace")
-                except OSError:
-                    continue
-                if "ansible" in cmdline:
-                    seen_cmdlines.append(cmdline)
-                if env_canary in cmdline or secret_canary in cmdline:
-                    leaks.append(cmdline)
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    output, _ = proc.communicate(timeout=300)
-    watcher.join()
+    watcher = CmdlineWatcher(proc, interval=0.05)
+    output = watcher.communicate()
     assert proc.returncode == 0, output
-    import hashlib
-
     assert out_file.read_text() == hashlib.sha256(secret_canary.encode()).hexdigest()  # the role got it
-    assert seen_cmdlines, "the watcher never saw ansible-playbook running"
-    assert not leaks
+    assert any("ansible" in c for c in watcher.cmdlines), "the watcher never saw ansible-playbook running"
+    assert not [c for c in watcher.cmdlines if env_canary in c or secret_canary in c]
     for needle in (env_canary, secret_canary):
         assert needle not in output
         assert not _grep_tree(data_dir, needle.encode()), f"{needle} found in the data dir"
@@ -147,23 +114,14 @@ def test_secrets_never_land_in_data_dir_artifacts_or_cmdlines(data_dir: Path, tm
 
 def test_interrupt_stops_the_process_group_and_says_what_was_done(data_dir: Path) -> None:
     seconds = random.randint(1000, 9999)  # a duration no other process on the machine sleeps for
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "responder",
-            "run",
-            str(FIXTURES / "playbooks" / "slow.yml"),
-            "--runbooks-dir",
-            str(FIXTURES / "runbooks"),
-            "-p",
-            f"seconds={seconds}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "RESPONDER_DATA_DIR": str(data_dir)},
-        cwd=REPO,
+    proc = start_cli(
+        "run",
+        str(FIXTURES / "playbooks" / "slow.yml"),
+        "--runbooks-dir",
+        str(FIXTURES / "runbooks"),
+        "-p",
+        f"seconds={seconds}",
+        data_dir=data_dir,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
