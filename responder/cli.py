@@ -154,6 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
 
+    resume = command("resume", "continue an interrupted incident: re-run the steps that did not finish")
+    resume.add_argument("incident")
+    resume.add_argument("--as", dest="actor", help="who resumes (default: user@host)")
+    resume.add_argument("--quiet", action="store_true")
+
+    serve = command("serve", "serve the alert webhook and incident API (Alertmanager, Falco, generic JSON)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, help="playbooks run at once (default 2)")
+    serve.add_argument("-i", "--inventory", help="Ansible inventory for alert-triggered runs")
+    serve.add_argument("--grace", type=float, help="seconds running playbooks get to finish on shutdown (30)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback address without a token or HMAC secret (only behind an authenticating proxy)",
+    )
+
+    run_alert = sub.add_parser("_run-alert")  # internal: one worker process of `serve`
+    _common(run_alert, suppress=True)
+    run_alert.add_argument("alert_id", type=int)
+
     deny = command("deny", "refuse a paused step; the incident ends")
     deny.add_argument("incident")
     deny.add_argument("--as", dest="actor", help="who refuses (default: user@host)")
@@ -170,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from responder.errors import PlaybookError, ResponderError
 
     try:
-        handler = globals()["cmd_" + args.command]
+        handler = globals()["cmd_" + args.command.replace("-", "_")]
         return int(handler(args))
     except PlaybookError as exc:
         for problem in exc.problems:
@@ -333,15 +354,14 @@ def _finish(outcome: RunOutcome) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from responder import params as params_mod
     from responder.engine import RunRequest, default_actor
+    from responder.intake.routing import lock_key
     from responder.playbook.parse import load_playbook
 
     settings = _settings(args)
     catalog = _catalog(settings)
     playbook = load_playbook(_find_playbook(args.playbook, settings), catalog)
     values, secrets = params_mod.resolve(playbook, params_mod.parse_assignments(args.param))
-    inventory = args.inventory or settings.inventory
-    if inventory:
-        inventory = str(Path(inventory).resolve())
+    inventory = _inventory(args, settings)
     request = RunRequest(
         playbook=playbook,
         params=values,
@@ -351,6 +371,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit=args.limit,
         trigger={"source": "cli", "command": "run"},
         pre_approved=tuple(args.approve),
+        lock_key=None if args.dry_run else lock_key(values, args.limit, inventory),
     )
     if args.dry_run:
         from responder.progress import print_dry_run
@@ -462,7 +483,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from responder import params as params_mod
     from responder.engine import default_actor
     from responder.errors import UsageError
 
@@ -475,15 +495,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
         actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
         run.engine.approve(args.incident, None if args.all else [args.step], actor, args.reason)
         incident = run.engine.timeline.incident(args.incident)
-        secrets = params_mod.SecretValues(
-            {
-                n: os.environ[params_mod.secret_env_name(n)]
-                for n in incident.secret_params
-                if params_mod.secret_env_name(n) in os.environ
-            }
-        )
         with _Signals(run.cancel):
-            return _finish(run.engine.resume(args.incident, secrets))
+            return _finish(run.engine.resume(args.incident, _env_secrets(incident.secret_params)))
     finally:
         run.finish()
 
@@ -582,3 +595,111 @@ def cmd_release(args: argparse.Namespace) -> int:
         run.finish()
     print(f"{args.incident}: {outcome.status}")
     return 0 if outcome.status == "released" else 3
+
+
+def _env_secrets(secret_params: tuple[str, ...]) -> Any:
+    from responder import params as params_mod
+
+    return params_mod.SecretValues(
+        {
+            n: os.environ[params_mod.secret_env_name(n)]
+            for n in secret_params
+            if params_mod.secret_env_name(n) in os.environ
+        }
+    )
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from responder.engine import default_actor
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    run = _Run(settings, catalog, args.quiet, notify=_playbook_notify(settings, catalog, args.incident))
+    try:
+        actor = args.actor or os.environ.get("RESPONDER_ACTOR") or default_actor()
+        incident = run.engine.timeline.incident(args.incident)
+        with _Signals(run.cancel):
+            return _finish(
+                run.engine.resume_interrupted(args.incident, _env_secrets(incident.secret_params), actor)
+            )
+    finally:
+        run.finish()
+
+
+def _inventory(args: argparse.Namespace, settings: Settings) -> str | None:
+    inventory = getattr(args, "inventory", None) or settings.inventory
+    return str(Path(inventory).resolve()) if inventory else None
+
+
+def _location_args(args: argparse.Namespace) -> list[str]:
+    """The location flags this process was given, for the worker processes it starts."""
+    out: list[str] = []
+    if getattr(args, "data_dir", None):
+        out += ["--data-dir", str(Path(args.data_dir).resolve())]
+    for flag, attr in (("--playbooks-dir", "playbooks_dir"), ("--runbooks-dir", "runbooks_dir")):
+        for value in getattr(args, attr, None) or []:
+            out += [flag, str(Path(value).resolve())]
+    if getattr(args, "config", None):
+        out += ["--config", str(Path(args.config).resolve())]
+    return out
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from responder.server.auth import load_auth
+    from responder.server.main import ServeOptions, serve
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    config = settings.server
+    auth = load_auth(os.environ, config.get("token_file"), config.get("hmac_secret_file"))
+    inventory = _inventory(args, settings)
+    data_dir_args = [] if getattr(args, "data_dir", None) else ["--data-dir", str(settings.data_dir)]
+    inventory_args = ["--inventory", inventory] if inventory else []
+    options = ServeOptions(
+        host=args.host or config.get("host", "127.0.0.1"),
+        port=args.port or int(config.get("port", 8080)),
+        workers=args.workers if args.workers is not None else int(config.get("workers", 2)),
+        grace=args.grace if args.grace is not None else float(config.get("grace", 30)),
+        insecure_no_auth=args.insecure_no_auth,
+        inventory=inventory,
+        cli_args=[*_location_args(args), *data_dir_args, *inventory_args],
+    )
+    return serve(settings, catalog, auth, options)
+
+
+def cmd__run_alert(args: argparse.Namespace) -> int:
+    """One alert-triggered run, in a worker process of `responder serve`."""
+    from responder import params as params_mod
+    from responder.engine import RunRequest
+    from responder.intake.store import load_alert
+    from responder.playbook.parse import load_playbook
+    from responder.server.workers import die_with_parent
+    from responder.timeline import ContainerBusy
+
+    die_with_parent()
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    alert = load_alert(settings.database, args.alert_id)
+    playbook = load_playbook(Path(alert.playbook_path), catalog)
+    values, secrets = params_mod.resolve(playbook, alert.params)
+    request = RunRequest(
+        playbook=playbook,
+        params=values,
+        secrets=secrets,
+        actor=f"webhook:{alert.source}",
+        inventory=_inventory(args, settings),
+        limit=alert.host_limit,
+        trigger={**alert.summary, "repeats_before_run": alert.repeats},
+        lock_key=alert.lock_key,
+        alert_id=alert.id,
+    )
+    run = _Run(settings, catalog, quiet=True, notify=playbook.notify)
+    try:
+        with _Signals(run.cancel):
+            return _finish(run.engine.start(request))
+    except ContainerBusy as exc:
+        run.engine.timeline.attach_alert(alert.id, exc.holder, alert.summary)
+        print(f"alert {alert.id}: container already handled by {exc.holder}; alert added to its timeline")
+        return 0
+    finally:
+        run.finish()

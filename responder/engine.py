@@ -59,6 +59,8 @@ class RunRequest:
     limit: str | None = None
     trigger: Mapping[str, Any] = field(default_factory=lambda: {"source": "cli"})
     pre_approved: tuple[str, ...] = ()  # gated steps the requester approves up front ("all": every gate)
+    lock_key: str | None = None  # the container this incident holds while open (see intake.routing.lock_key)
+    alert_id: int | None = None  # the queued alert this run answers (server workers)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class Engine:
             host_limit=request.limit,
             next_step=None,
             actor=request.actor,
+            lock_key=request.lock_key,
+            alert_id=request.alert_id,
         )
         self.timeline.create_incident(incident)
         self._event(
@@ -216,6 +220,50 @@ class Engine:
         self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
         self._event(incident_id, "incident_resumed", "incident resumed after approval")
         return self._advance(incident, playbook, incident.params, secrets)
+
+    def resume_interrupted(self, incident_id: str, secrets: SecretValues, actor: str) -> RunOutcome:
+        """Continue an interrupted incident: steps that finished stay done, steps that were
+        interrupted or never ran run again (every runbook role is idempotent: it checks the
+        container's state before changing it)."""
+        incident = self.timeline.incident(incident_id)
+        if incident.status is not IncidentStatus.INTERRUPTED:
+            raise StateError(
+                f"incident {incident_id} is {incident.status}; only an interrupted incident can be resumed"
+            )
+        for value in secrets.values.values():
+            self.timeline.redactor.add(value)
+        missing = set(incident.secret_params) - set(secrets.values)
+        if missing:
+            raise StateError(
+                "secret params are never stored; set them again to continue: "
+                + ", ".join(f"RESPONDER_SECRET_{m.upper()}" for m in sorted(missing))
+            )
+        playbook = self._playbook_for(incident)
+        self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
+        again = self.timeline.reset_steps(
+            incident_id, (StepOutcome.INTERRUPTED, StepOutcome.NOT_RUN, StepOutcome.TIMED_OUT, "running")
+        )
+        self._event(
+            incident_id,
+            "incident_resumed",
+            f"incident resumed by {actor}; running again: {', '.join(again) or 'nothing'}",
+            actor=actor,
+            data={"rerun": again},
+        )
+        return self._advance(incident, playbook, incident.params, secrets)
+
+    def abandon(self, incident_id: str, reason: str) -> RunOutcome:
+        """Mark an incident whose run died with its process (server killed, power loss) as
+        interrupted, so it can be resumed; the steps that were running say so."""
+        incident = self.timeline.incident(incident_id)
+        if incident.status is not IncidentStatus.RUNNING:
+            return self._outcome(incident_id)
+        for step_id, (status, _) in self.timeline.steps(incident_id).items():
+            if status == "running":
+                self._record_step(incident_id, step_id, StepOutcome.INTERRUPTED, reason)
+        self._event(incident_id, "run_abandoned", reason)
+        playbook = self._playbook_for(incident, check_hash=False)
+        return self._close(incident_id, playbook, IncidentStatus.INTERRUPTED)
 
     def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
         incident = self.timeline.incident(incident_id)

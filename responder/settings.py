@@ -15,7 +15,16 @@ from typing import Any
 
 from responder.errors import ConfigError
 
-_CONFIG_KEYS = {"data_dir", "playbooks_dirs", "runbooks_dirs", "host_evidence_root", "inventory", "slack"}
+_CONFIG_KEYS = {
+    "data_dir",
+    "playbooks_dirs",
+    "runbooks_dirs",
+    "host_evidence_root",
+    "inventory",
+    "slack",
+    "server",
+}
+SERVER_KEYS = {"host", "port", "workers", "grace", "token_file", "hmac_secret_file"}
 SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
 
 
@@ -27,6 +36,7 @@ class Settings:
     host_evidence_root: str = "/var/lib/responder/evidence"
     inventory: str | None = None
     slack: Mapping[str, Any] = field(default_factory=dict)
+    server: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def database(self) -> Path:
@@ -82,6 +92,10 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     if not isinstance(slack, dict) or set(slack) - SLACK_KEYS:
         # no `token` key on purpose: secrets live in token_file / webhook_url_file or the environment
         raise ConfigError(f"{path}: [slack] takes only {sorted(SLACK_KEYS)}")
+    server = data.get("server", {})
+    if not isinstance(server, dict) or set(server) - SERVER_KEYS:
+        # no `token` key either: the webhook's secrets live in files or the environment
+        raise ConfigError(f"{path}: [server] takes only {sorted(SERVER_KEYS)}")
     return data
 
 
@@ -105,6 +119,7 @@ def load_settings(
         host_evidence_root=cfg.get("host_evidence_root", "/var/lib/responder/evidence"),
         inventory=cfg.get("inventory"),
         slack=dict(cfg.get("slack", {})),
+        server=dict(cfg.get("server", {})),
     )
 
 

@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from responder.errors import UsageError
+from responder.errors import StateError, UsageError
 from responder.ids import utc_now
 
 SCHEMA = """
@@ -79,7 +79,40 @@ CREATE TABLE IF NOT EXISTS evidence (
     details TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_kind ON events(incident_id, kind);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    expires_at REAL,
+    name TEXT NOT NULL,
+    host TEXT,
+    container TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    playbook TEXT,
+    playbook_path TEXT,
+    params TEXT,
+    host_limit TEXT,
+    lock_key TEXT,
+    repeats INTEGER NOT NULL DEFAULT 0,
+    last_seen TEXT,
+    incident_id TEXT,
+    worker_pid INTEGER,
+    document TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts(dedup_key, status, id);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, id);
 """
+
+# Columns added after the first release, for databases created before them.
+_ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
+# One open incident per container: the CLI and the webhook never contain the same one at once.
+_LOCK_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS incidents_container_lock ON incidents(lock_key) "
+    "WHERE lock_key IS NOT NULL AND status IN ('running', 'awaiting_approval')"
+)
 
 
 class IncidentStatus(StrEnum):
@@ -99,6 +132,22 @@ class IncidentStatus(StrEnum):
 OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL}
 
 
+class ContainerBusy(StateError):
+    """Another open incident holds the container's lock."""
+
+    def __init__(self, holder: str, lock_key: str) -> None:
+        super().__init__(
+            f"incident {holder} is already responding to this container ({lock_key}); "
+            f"see `responder show {holder}`"
+        )
+        self.holder = holder
+        self.lock_key = lock_key
+
+
+class AlertClaimLost(Exception):
+    """The alert this run was started for is no longer claimed by it (run elsewhere or requeued)."""
+
+
 @dataclass(frozen=True)
 class Incident:
     id: str
@@ -116,6 +165,8 @@ class Incident:
     host_limit: str | None
     next_step: str | None
     actor: str
+    lock_key: str | None = None
+    alert_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -201,14 +252,28 @@ class Timeline:
                 if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.executescript(SCHEMA)
+                self._migrate()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        self._db.execute(_LOCK_INDEX)
+
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """The connection, for read-only aggregate queries (the server's /metrics)."""
+        return self._db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -224,9 +289,37 @@ class Timeline:
     # incidents -------------------------------------------------------------------------------
 
     def create_incident(self, incident: Incident) -> None:
+        """Insert the incident; when it holds a container lock, fail with ContainerBusy if another
+        open incident has it; when it answers an alert, take the alert from `claimed` to `started`
+        in the same transaction, so an alert can never open two incidents."""
+        try:
+            self._create_incident(incident)
+        except sqlite3.IntegrityError as exc:
+            holder = self.lock_holder(incident.lock_key) if incident.lock_key else None
+            if holder is None or incident.lock_key is None:
+                raise
+            raise ContainerBusy(holder, incident.lock_key) from exc
+
+    def lock_holder(self, lock_key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT id FROM incidents WHERE lock_key=? AND status IN ('running', 'awaiting_approval')",
+            (lock_key,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _create_incident(self, incident: Incident) -> None:
         with self._write() as db:
+            if incident.alert_id is not None:
+                claimed = db.execute(
+                    "UPDATE alerts SET state='started', incident_id=? WHERE id=? AND state='claimed'",
+                    (incident.id, incident.alert_id),
+                ).rowcount
+                if claimed != 1:
+                    raise AlertClaimLost(f"alert {incident.alert_id} is not claimed by this run")
             db.execute(
-                "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO incidents (id, created_at, updated_at, status, playbook, playbook_path, "
+                "playbook_sha256, severity, params, secret_params, trigger, inventory, host_limit, next_step, "
+                "actor, lock_key, alert_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     incident.id,
                     incident.created_at,
@@ -243,15 +336,21 @@ class Timeline:
                     incident.host_limit,
                     incident.next_step,
                     incident.actor,
+                    incident.lock_key,
+                    incident.alert_id,
                 ),
             )
 
     def set_status(self, incident_id: str, status: IncidentStatus, next_step: str | None = None) -> None:
-        with self._write() as db:
-            db.execute(
-                "UPDATE incidents SET status=?, next_step=?, updated_at=? WHERE id=?",
-                (status, next_step, utc_now(), incident_id),
-            )
+        try:
+            with self._write() as db:
+                db.execute(
+                    "UPDATE incidents SET status=?, next_step=?, updated_at=? WHERE id=?",
+                    (status, next_step, utc_now(), incident_id),
+                )
+        except sqlite3.IntegrityError as exc:  # reopening an incident whose container another one took
+            lock = self.incident(incident_id).lock_key or ""
+            raise ContainerBusy(self.lock_holder(lock) or "?", lock) from exc
 
     def incident(self, incident_id: str) -> Incident:
         row = self._db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
@@ -335,6 +434,44 @@ class Timeline:
                 (incident_id, step_id, status, now, now, _dump(self.redactor.data(dict(outputs or {})))),
             )
 
+    def attach_alert(self, alert_id: int, incident_id: str, summary: Mapping[str, Any]) -> None:
+        """An alert for a container another incident already holds joins that incident's timeline."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE alerts SET state='attached', incident_id=? WHERE id=?", (incident_id, alert_id)
+            )
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    incident_id,
+                    seq,
+                    utc_now(),
+                    "alert_attached",
+                    None,
+                    None,
+                    "webhook",
+                    self.redactor.text(
+                        f"{summary.get('source')} alert {summary.get('name')!r} for the same container joined "
+                        "this incident (no second run)"
+                    ),
+                    _dump(self.redactor.data(dict(summary))),
+                ),
+            )
+
+    def reset_steps(self, incident_id: str, statuses: tuple[str, ...]) -> list[str]:
+        """Forget ledger entries in `statuses` so a resumed incident runs those steps again (the
+        events that recorded them stay on the timeline)."""
+        marks = ",".join("?" * len(statuses))
+        with self._write() as db:
+            rows = db.execute(
+                f"DELETE FROM steps WHERE incident_id=? AND status IN ({marks}) RETURNING step_id",  # noqa: S608
+                (incident_id, *statuses),
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
     def steps(self, incident_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
         rows = self._db.execute(
             "SELECT step_id, status, outputs FROM steps WHERE incident_id=?", (incident_id,)
@@ -415,4 +552,6 @@ def _incident(row: sqlite3.Row) -> Incident:
         host_limit=row["host_limit"],
         next_step=row["next_step"],
         actor=row["actor"],
+        lock_key=row["lock_key"],
+        alert_id=row["alert_id"],
     )

@@ -66,7 +66,11 @@ TOP_FIELDS: dict[str, FieldSpec] = {
     ),
     "params": FieldSpec("object", "Typed inputs, given with -p key=value or mapped from an alert."),
     "steps": FieldSpec("array", "The ordered response steps.", required=True),
-    "match": FieldSpec("object", "Alert routing (reserved for the webhook; not interpreted by `run`)."),
+    "match": FieldSpec(
+        "any",
+        "Which alerts start this playbook from `responder serve` and how their fields become params: "
+        "one rule, or a list of rules (one per alert source).",
+    ),
     "notify": FieldSpec(
         "object", "Who hears about incidents from this playbook: {slack_channel: '#incidents'}."
     ),
@@ -77,6 +81,58 @@ NOTIFY_FIELDS: dict[str, FieldSpec] = {
         "string",
         "Slack channel name or ID; overrides the config file.",
         pattern=r"^#?[a-z0-9._-]{1,80}$|^[CGD][A-Z0-9]{6,20}$",
+    ),
+}
+
+
+class AlertSource(StrEnum):
+    ALERTMANAGER = "alertmanager"
+    FALCO = "falco"
+    GENERIC = "generic"
+
+
+# Falco's priorities, most severe first (falco `falco_common.h`).
+FALCO_PRIORITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug")
+JSON_POINTER = r"^(/([^~/]|~[01])*)+$"
+
+MATCH_FIELDS: dict[str, FieldSpec] = {
+    "source": FieldSpec(
+        "string",
+        "The intake endpoint whose alerts this playbook answers.",
+        required=True,
+        enum=tuple(AlertSource),
+    ),
+    "alertname": FieldSpec("any", "Alertmanager: alert name (label alertname), a string or a list of them."),
+    "severity": FieldSpec("any", "Alertmanager/generic: value(s) of the severity label, a string or a list."),
+    "rule": FieldSpec("any", "Falco rule name, or the generic alert's name; a string or a list."),
+    "priority": FieldSpec(
+        "string",
+        "Falco: the least severe priority that triggers (warning also takes error, critical...).",
+        enum=FALCO_PRIORITIES,
+    ),
+    "labels": FieldSpec(
+        "object", "Labels (Falco: output fields) that must equal the given strings, e.g. {namespace: prod}."
+    ),
+    "labels_regex": FieldSpec(
+        "object", "Labels (Falco: output fields) that must fully match the given regular expressions."
+    ),
+    "params": FieldSpec(
+        "object",
+        "Playbook param -> JSON Pointer (RFC 6901) into the alert, e.g. container: /labels/container. "
+        "Values are copied as data, never rendered.",
+        required=True,
+    ),
+    "limit": FieldSpec(
+        "string",
+        "JSON Pointer to the alert field that names the target host (Ansible --limit), e.g. /hostname.",
+        pattern=JSON_POINTER,
+    ),
+    "dedup_window": FieldSpec(
+        "integer",
+        "Falco/generic: seconds during which repeats (same host, container and rule) join the open incident.",
+        minimum=1,
+        maximum=86400,
+        default=600,
     ),
 }
 
@@ -158,7 +214,7 @@ class Playbook:
     steps: tuple[Step, ...]
     source: Path
     sha256: str
-    match: Mapping[str, Any] | None = None
+    match: Mapping[str, Any] | list[Mapping[str, Any]] | None = None
     version: int = 1
     notify: Mapping[str, Any] = field(default_factory=dict)
 

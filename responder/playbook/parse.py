@@ -15,10 +15,13 @@ from responder.errors import PlaybookError, Problem
 from responder.playbook import strict_yaml, templating
 from responder.playbook.model import (
     IDENT,
+    JSON_POINTER,
+    MATCH_FIELDS,
     NOTIFY_FIELDS,
     PARAM_FIELDS,
     STEP_FIELDS,
     TOP_FIELDS,
+    AlertSource,
     Approval,
     FieldSpec,
     OnFailure,
@@ -114,6 +117,15 @@ class _Validator:
         if "notify" in data:
             self.fields(data["notify"], NOTIFY_FIELDS, ("notify",), "notify")
         params = self.params(data.get("params") or {})
+        if "match" in data:
+            rules = data["match"]
+            if isinstance(rules, list):
+                if not rules:
+                    self.add(("match",), "match needs at least one rule")
+                for index, rule in enumerate(rules):
+                    self.match(rule, params, ("match", index))
+            else:
+                self.match(rules, params, ("match",))
         steps = self.steps(data.get("steps"), params)
         if self.problems or steps is None:
             return None
@@ -176,6 +188,70 @@ class _Validator:
                     self.add((*path, "default"), f"default does not fit the param: {exc}")
             out[name] = spec
         return out
+
+    def match(self, raw: Any, params: dict[str, ParamSpec], path: Path_) -> None:
+        """Alert routing: what must hold for an alert to start this playbook, and which alert
+        field (by JSON Pointer, never by template) fills each param."""
+        if not self.fields(raw, MATCH_FIELDS, path, "a match rule"):
+            return
+        source = raw.get("source")
+        for key, only in (("alertname", AlertSource.ALERTMANAGER), ("priority", AlertSource.FALCO)):
+            if key in raw and source in tuple(AlertSource) and source != only:
+                self.add((*path, key), f"{key!r} applies only to source {only}", key=True)
+        for key in ("alertname", "severity", "rule"):
+            value = raw.get(key)
+            if key in raw and not (
+                isinstance(value, str)
+                or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+            ):
+                self.add(
+                    (*path, key), f"expected a string or a non-empty list of strings, got {_kind(value)}"
+                )
+        for key in ("labels", "labels_regex"):
+            table = raw.get(key)
+            if not isinstance(table, dict):
+                continue
+            for name, value in table.items():
+                if not isinstance(value, str):
+                    self.add(
+                        (*path, key, name),
+                        f"expected string, got {_kind(value)}",
+                        "quote the value to make it text",
+                    )
+                elif key == "labels_regex":
+                    try:
+                        re.compile(value)
+                    except re.error as exc:
+                        self.add((*path, key, name), f"invalid regular expression: {exc}")
+        mapping = raw.get("params")
+        if not isinstance(mapping, dict):
+            return
+        for name, pointer in mapping.items():
+            spec = params.get(name)
+            if spec is None:
+                self.add(
+                    (*path, "params", name),
+                    f"unknown param {name!r}",
+                    _did_you_mean(name, tuple(params)),
+                    key=True,
+                )
+            elif spec.secret:
+                self.add(
+                    (*path, "params", name), f"secret param {name!r} cannot come from an alert", key=True
+                )
+            if not isinstance(pointer, str) or not re.fullmatch(JSON_POINTER, pointer):
+                self.add(
+                    (*path, "params", name),
+                    f"{pointer!r} is not a JSON Pointer",
+                    "write e.g. /labels/container (RFC 6901: ~1 stands for /, ~0 for ~)",
+                )
+        for spec in params.values():
+            if spec.required and spec.default is None and not spec.secret and spec.name not in mapping:
+                self.add(
+                    (*path, "params"),
+                    f"required param {spec.name!r} is not mapped from the alert",
+                    f"add e.g. {spec.name}: /labels/{spec.name}",
+                )
 
     def steps(self, raw: Any, params: dict[str, ParamSpec]) -> list[Step] | None:
         if not isinstance(raw, list):

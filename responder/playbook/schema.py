@@ -12,6 +12,8 @@ from typing import Any
 from responder.playbook.model import (
     HOST_PATTERN,
     IDENT,
+    JSON_POINTER,
+    MATCH_FIELDS,
     NOTIFY_FIELDS,
     PARAM_FIELDS,
     STEP_FIELDS,
@@ -20,6 +22,7 @@ from responder.playbook.model import (
 )
 
 SCHEMA_ID = "urn:responder:schema:playbook-v1"
+_STRINGS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
 
 
 def _field(spec: FieldSpec) -> dict[str, Any]:
@@ -60,6 +63,22 @@ def build_schema() -> dict[str, Any]:
         steps={"items": {"$ref": "#/$defs/step"}, "minItems": 1},
         notify=_object(NOTIFY_FIELDS),
     )
+    match_rule = _object(
+        MATCH_FIELDS,
+        alertname=_STRINGS,
+        severity=_STRINGS,
+        rule=_STRINGS,
+        labels={"additionalProperties": {"type": "string"}},
+        labels_regex={"additionalProperties": {"type": "string", "format": "regex"}},
+        params={
+            "propertyNames": {"pattern": IDENT},
+            "additionalProperties": {"type": "string", "pattern": JSON_POINTER},
+        },
+    )
+    top["properties"]["match"]["anyOf"] = [
+        {"$ref": "#/$defs/match_rule"},
+        {"type": "array", "items": {"$ref": "#/$defs/match_rule"}, "minItems": 1},
+    ]
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -67,7 +86,7 @@ def build_schema() -> dict[str, Any]:
         "description": "A response playbook: typed params and ordered steps, each running one runbook role. "
         f"Step host patterns match {HOST_PATTERN}.",
         **top,
-        "$defs": {"param": param, "step": step},
+        "$defs": {"param": param, "step": step, "match_rule": match_rule},
     }
     return schema
 

@@ -1,0 +1,328 @@
+"""Alert payloads (Alertmanager webhook v4, Falco / Falcosidekick JSON, generic JSON) turned into
+one normalised `Alert` each.
+
+Everything here is attacker-controlled input. The decoder refuses what Python's `json` would
+quietly accept (duplicate keys, NaN, runaway nesting); shape errors raise `ShapeError`, which the
+server answers with 422 so Alertmanager does not retry a payload that can never succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from responder.playbook.model import FALCO_PRIORITIES, AlertSource
+
+MAX_ALERTS = 1000  # per Alertmanager notification; its default max_alerts is 0 (unlimited), its batches are far smaller
+MAX_DEPTH = 32
+MAX_TEXT = 4096  # longest identifying string (rule, name, host, label value) we keep as a key
+FIRING = "firing"
+RESOLVED = "resolved"
+_FALCO_RANK = {name: rank for rank, name in enumerate(FALCO_PRIORITIES)}
+_FALCO_ALIASES = {
+    "info": "informational",
+    "warn": "warning",
+    "err": "error",
+    "crit": "critical",
+    "emerg": "emergency",
+}
+_HEX = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+class BadJSON(ValueError):
+    """The body is not JSON we accept (400)."""
+
+
+class ShapeError(ValueError):
+    """Valid JSON that is not the expected payload (422)."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert occurrence, whatever sent it.
+
+    `document` is what a playbook's `match.params` JSON Pointers read; `dedup_key` identifies the
+    occurrence; `windowed` says repeats are folded by time window (Falco re-sends get new uuids)
+    instead of by identity (Alertmanager's fingerprint + startsAt)."""
+
+    source: AlertSource
+    status: str
+    name: str
+    severity: str
+    labels: Mapping[str, str]
+    dedup_key: str
+    windowed: bool
+    host: str | None
+    container: str | None
+    occurred_at: str | None
+    document: Mapping[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "status": self.status,
+            "name": self.name,
+            "severity": self.severity,
+            "host": self.host,
+            "container": self.container,
+            "occurred_at": self.occurred_at,
+            "dedup_key": self.dedup_key,
+        }
+
+
+# strict JSON -----------------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadJSON(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise BadJSON(f"{name} is not valid JSON")
+
+
+def decode(body: bytes) -> Any:
+    """Parse a request body: UTF-8 JSON, no duplicate keys, no NaN/Infinity, bounded nesting."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadJSON(f"body is not UTF-8 (byte {exc.start})") from exc
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise BadJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise BadJSON("JSON nested too deeply") from exc
+    except ValueError as exc:  # BadJSON, or an integer past Python's digit limit
+        raise BadJSON(str(exc)) from exc
+    if _depth(value) > MAX_DEPTH:
+        raise BadJSON(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return _clean(value)
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _clean(value: Any) -> Any:
+    """Replace lone surrogates (valid JSON escapes, invalid text) so SQLite and Slack can store them."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+# shape helpers ---------------------------------------------------------------------------------
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ShapeError(f"{where} must be a JSON object, got {_kind(value)}")
+    return value
+
+
+def _text(container: Mapping[str, Any], key: str, where: str, required: bool = True) -> str | None:
+    value = container.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ShapeError(f"{where}.{key} must be a non-empty string, got {_kind(value)}")
+    if len(value) > MAX_TEXT:
+        raise ShapeError(f"{where}.{key} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    table = _object(value, where)
+    for key, item in table.items():
+        if not isinstance(item, str):
+            raise ShapeError(f"{where}.{key} must be a string, got {_kind(item)}")
+    return table
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+# Alertmanager ----------------------------------------------------------------------------------
+
+
+def parse_alertmanager(payload: Any) -> list[Alert]:
+    """Alertmanager webhook_config payload, version 4: one Alert per entry of `alerts`."""
+    body = _object(payload, "payload")
+    if body.get("version") != "4":
+        raise ShapeError(
+            f'payload.version must be "4" (Alertmanager webhook format), got {body.get("version")!r}'
+        )
+    alerts = body.get("alerts")
+    if not isinstance(alerts, list) or not alerts:
+        raise ShapeError(f"payload.alerts must be a non-empty array, got {_kind(alerts)}")
+    if len(alerts) > MAX_ALERTS:
+        raise ShapeError(f"payload.alerts holds {len(alerts)} alerts; at most {MAX_ALERTS} per notification")
+    shared = {
+        k: body.get(k)
+        for k in ("receiver", "groupLabels", "commonLabels", "commonAnnotations", "externalURL")
+    }
+    out = []
+    for index, raw in enumerate(alerts):
+        where = f"alerts[{index}]"
+        alert = _object(raw, where)
+        labels = _string_map(alert.get("labels"), f"{where}.labels")
+        _string_map(alert.get("annotations") or {}, f"{where}.annotations")
+        status = alert.get("status")
+        if status not in (FIRING, RESOLVED):
+            raise ShapeError(f'{where}.status must be "firing" or "resolved", got {status!r}')
+        starts_at = _text(alert, "startsAt", where)
+        fingerprint = _text(alert, "fingerprint", where, required=False) or _label_hash(labels)
+        out.append(
+            Alert(
+                source=AlertSource.ALERTMANAGER,
+                status=status,
+                name=labels.get("alertname", ""),
+                severity=labels.get("severity", ""),
+                labels=labels,
+                dedup_key=f"alertmanager:{fingerprint}:{starts_at}",
+                windowed=False,
+                host=labels.get("instance"),
+                container=labels.get("container") or labels.get("container_id"),
+                occurred_at=starts_at,
+                document={**shared, **alert},
+            )
+        )
+    return out
+
+
+def _label_hash(labels: Mapping[str, str]) -> str:
+    """Alertmanager always sends `fingerprint`; a hand-made payload may not: hash the label set."""
+    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Falco -----------------------------------------------------------------------------------------
+
+
+def falco_priority(value: Any) -> str:
+    """Falco spells priorities in several ways ("Warning", "WARNING", "Info"); one canonical name."""
+    name = str(value).strip().lower()
+    name = _FALCO_ALIASES.get(name, name)
+    if name not in _FALCO_RANK:
+        raise ShapeError(f"priority {value!r} is not a Falco priority ({', '.join(FALCO_PRIORITIES)})")
+    return name
+
+
+def falco_at_least(priority: str, threshold: str) -> bool:
+    return _FALCO_RANK[priority] <= _FALCO_RANK[threshold]
+
+
+def parse_falco(payload: Any) -> list[Alert]:
+    """Falco's json_output (http_output, program_output) and Falcosidekick's webhook output, which
+    forwards the same object with a `uuid` and `hostname`. A `container.id` of `host` (or none)
+    is a host event: recorded, never a container action."""
+    body = _object(payload, "payload")
+    rule = _text(body, "rule", "payload")
+    assert rule is not None
+    priority = falco_priority(_text(body, "priority", "payload"))
+    fields = body.get("output_fields") or {}
+    fields = _object(fields, "payload.output_fields")
+    hostname = _text(body, "hostname", "payload", required=False)
+    container: str | None = None
+    for key in ("container.full_id", "container.id"):
+        value = fields.get(key)
+        if isinstance(value, str) and value and value != "host":
+            container = value
+            break
+    labels = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+    return [
+        Alert(
+            source=AlertSource.FALCO,
+            status=FIRING,
+            name=rule,
+            severity=priority,
+            labels=labels,
+            dedup_key=f"falco:{hostname or '-'}:{container or 'host'}:{rule}",
+            windowed=True,
+            host=hostname,
+            container=container,
+            occurred_at=body.get("time") if isinstance(body.get("time"), str) else None,
+            document=body,
+        )
+    ]
+
+
+def container_key(reference: str) -> str:
+    """The form a container reference is compared in: a hex ID is cut to Docker's 12-character short
+    ID, so Falco's short ID and a full ID name the same container."""
+    ref = reference.strip().lower()
+    return ref[:12] if _HEX.match(ref) else ref
+
+
+# generic ---------------------------------------------------------------------------------------
+
+
+def parse_generic(payload: Any) -> list[Alert]:
+    """`{"id": ..., "name": ..., "status": "firing", "severity": ..., "labels": {...}, "host": ...,
+    "container": ...}`: for senders with neither Alertmanager's nor Falco's format. `id` is the
+    sender's identity of the occurrence; a repeat with the same `id` is a duplicate."""
+    body = _object(payload, "payload")
+    ident = _text(body, "id", "payload")
+    name = _text(body, "name", "payload")
+    assert ident is not None and name is not None
+    status = body.get("status", FIRING)
+    if status not in (FIRING, RESOLVED):
+        raise ShapeError(f'payload.status must be "firing" or "resolved", got {status!r}')
+    labels = _string_map(body.get("labels") or {}, "payload.labels")
+    severity = _text(body, "severity", "payload", required=False) or labels.get("severity", "")
+    return [
+        Alert(
+            source=AlertSource.GENERIC,
+            status=status,
+            name=name,
+            severity=severity,
+            labels=labels,
+            dedup_key=f"generic:{ident}",
+            windowed=False,
+            host=_text(body, "host", "payload", required=False),
+            container=_text(body, "container", "payload", required=False),
+            occurred_at=body.get("time") if isinstance(body.get("time"), str) else None,
+            document=body,
+        )
+    ]
+
+
+PARSERS = {
+    AlertSource.ALERTMANAGER: parse_alertmanager,
+    AlertSource.FALCO: parse_falco,
+    AlertSource.GENERIC: parse_generic,
+}

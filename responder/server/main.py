@@ -1,0 +1,162 @@
+"""Start-up and shutdown of `responder serve`: load and check every playbook, recover what a crash
+left behind, start the workers, then serve until SIGTERM/SIGINT and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from responder.catalog import Catalog
+from responder.errors import ConfigError, PlaybookError
+from responder.intake.routing import Router
+from responder.intake.store import AlertStore, pid_alive
+from responder.playbook.model import Playbook
+from responder.server.app import ServerState, build_app
+from responder.server.auth import Auth, is_loopback, scrubbed_environment
+from responder.server.metrics import Metrics
+from responder.server.workers import WorkerPool
+from responder.settings import Settings, ensure_private_dir
+from responder.timeline import Timeline
+
+log = logging.getLogger("responder.server")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str
+    port: int
+    workers: int
+    grace: float
+    insecure_no_auth: bool
+    inventory: str | None
+    cli_args: Sequence[str]  # location flags handed on to worker processes
+
+
+def load_routable_playbooks(settings: Settings, catalog: Catalog) -> list[Playbook]:
+    """Every playbook must load: a server that silently ignored a broken one would let the alerts
+    it was meant to answer fall through to `unmatched`."""
+    from responder.playbook.parse import load_playbook
+
+    playbooks, problems = [], []
+    seen: set[str] = set()
+    for directory in settings.playbook_dirs:
+        for path in sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")]):
+            try:
+                playbook = load_playbook(path, catalog)
+            except PlaybookError as exc:
+                problems.append(str(exc))
+                continue
+            if playbook.name not in seen:  # user directories come first and shadow shipped ones
+                seen.add(playbook.name)
+                playbooks.append(playbook)
+    if problems:
+        raise ConfigError("refusing to serve with invalid playbooks:\n" + "\n".join(problems))
+    return sorted(playbooks, key=lambda p: p.name)
+
+
+def check_bind(host: str, auth: Auth, insecure: bool) -> None:
+    if not auth.enabled and not is_loopback(host) and not insecure:
+        raise ConfigError(
+            f"refusing to listen on {host} without authentication: set RESPONDER_WEBHOOK_TOKEN_FILE or "
+            "RESPONDER_WEBHOOK_HMAC_SECRET_FILE (or [server] token_file / hmac_secret_file), "
+            "or pass --insecure-no-auth if something in front of responder authenticates"
+        )
+
+
+def recover(store: AlertStore, settings: Settings, catalog: Catalog) -> None:
+    """After a crash: claimed-but-not-started alerts are queued again (nothing ran for them);
+    incidents whose worker died mid-run become `interrupted`, resumable with `responder resume`."""
+    requeued, running = store.recover()
+    if requeued:
+        log.warning("requeued %d alert(s) whose run never started", requeued)
+    if not running:
+        return
+    deadline = time.monotonic() + 20
+    while any(pid_alive(pid) for _, _, pid in running) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a worker of the old server is still winding down after its SIGTERM
+    from responder.engine import Engine
+    from responder.execution.runner import AnsibleRunnerExecutor
+
+    timeline = Timeline(settings.database)
+    engine = Engine(settings, catalog, timeline, AnsibleRunnerExecutor())
+    for alert_id, incident_id, pid in running:
+        if pid_alive(pid):
+            log.error(
+                "incident %s: worker %s of a previous server is still running; leaving it", incident_id, pid
+            )
+            continue
+        try:
+            engine.abandon(
+                incident_id,
+                f"the server stopped while this run was in progress (alert {alert_id}); "
+                f"resume with `responder resume {incident_id}`",
+            )
+            log.warning("incident %s marked interrupted after a server crash", incident_id)
+        except (PlaybookError, ConfigError) as exc:
+            log.error("incident %s could not be marked interrupted: %s", incident_id, exc)
+    timeline.close()
+
+
+def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOptions) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    check_bind(options.host, auth, options.insecure_no_auth)
+    playbooks = load_routable_playbooks(settings, catalog)
+    router = Router.from_playbooks(playbooks)
+    ensure_private_dir(settings.data_dir)
+    log_dir = ensure_private_dir(settings.data_dir / "server")
+    store = AlertStore(settings.database, inventory=options.inventory)
+    recover(store, settings, catalog)
+    env = scrubbed_environment(os.environ)
+    pool = WorkerPool(store, options.workers, options.cli_args, env, log_dir)
+    store.on_queued = pool.wake
+    state = ServerState(
+        catalog=catalog,
+        router=router,
+        auth=auth,
+        store=store,
+        pool=pool,
+        timeline=Timeline(settings.database),
+        metrics=Metrics(),
+    )
+    app = build_app(state)
+
+    async def on_shutdown(app: web.Application) -> None:
+        state.draining = True
+        log.info("draining: no new alerts; waiting up to %.0f s for running playbooks", options.grace)
+        await asyncio.get_running_loop().run_in_executor(None, pool.stop, options.grace)
+
+    app.on_shutdown.append(on_shutdown)
+    for route in router.routes:
+        log.info(
+            "route: %s alerts -> playbook %s (%s)", route.source, route.playbook.name, route.playbook.source
+        )
+    unrouted = [p.name for p in playbooks if p.match is None]
+    if unrouted:
+        log.info("playbooks without match: (CLI only): %s", ", ".join(unrouted))
+    if not auth.enabled:
+        log.warning("no webhook authentication configured; listening on %s only", options.host)
+    pool.start()
+    pool.wake()
+    try:
+        web.run_app(
+            app,
+            host=options.host,
+            port=options.port,
+            print=lambda text: log.info("%s", text.strip()),
+            access_log=None,
+            shutdown_timeout=5.0,
+            handle_signals=True,
+        )
+    finally:
+        store.close()
+        state.timeline.close()
+    return 0

@@ -1,0 +1,107 @@
+"""Prometheus text exposition (format 0.0.4) for `GET /metrics`.
+
+Counters live in memory and start at zero with the process, as Prometheus counters may; incident
+and step figures are read from the timeline at scrape time, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+from datetime import datetime
+
+STEP_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received: Counter[str] = Counter()  # by source
+        self.deduplicated: Counter[str] = Counter()  # by source
+        self.rejected: Counter[tuple[str, str]] = Counter()  # by (source, reason)
+        self.results: Counter[tuple[str, str]] = Counter()  # by (source, result)
+
+    def count_received(self, source: str, n: int = 1) -> None:
+        with self._lock:
+            self.received[source] += n
+
+    def count_result(self, source: str, result: str) -> None:
+        with self._lock:
+            self.results[(source, result)] += 1
+            if result == "duplicate":
+                self.deduplicated[source] += 1
+
+    def count_rejected(self, source: str, reason: str) -> None:
+        with self._lock:
+            self.rejected[(source, reason)] += 1
+
+    def render(self, db: sqlite3.Connection, busy_workers: int, draining: bool) -> str:
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+
+        with self._lock:
+            received, dedup = dict(self.received), dict(self.deduplicated)
+            rejected, results = dict(self.rejected), dict(self.results)
+        family("responder_alerts_received_total", "counter", "Alerts parsed from authenticated requests.")
+        for source, n in sorted(received.items()):
+            lines.append(f'responder_alerts_received_total{{source="{source}"}} {n}')
+        family(
+            "responder_alerts_deduplicated_total", "counter", "Alerts that repeated an alert already taken."
+        )
+        for source, n in sorted(dedup.items()):
+            lines.append(f'responder_alerts_deduplicated_total{{source="{source}"}} {n}')
+        family(
+            "responder_alerts_rejected_total",
+            "counter",
+            "Requests or alerts refused (auth, too_large, bad_json, bad_shape, bad_input, unavailable).",
+        )
+        for (source, reason), n in sorted(rejected.items()):
+            lines.append(f'responder_alerts_rejected_total{{source="{source}",reason="{reason}"}} {n}')
+        family("responder_alert_results_total", "counter", "What became of each alert taken.")
+        for (source, result), n in sorted(results.items()):
+            lines.append(f'responder_alert_results_total{{source="{source}",result="{result}"}} {n}')
+        family("responder_incidents", "gauge", "Incidents on the timeline by status.")
+        for status, n in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status ORDER BY status"):
+            lines.append(f'responder_incidents{{status="{status}"}} {n}')
+        family("responder_alerts_queued", "gauge", "Alerts waiting for a worker.")
+        queued = db.execute("SELECT COUNT(*) FROM alerts WHERE state='queued'").fetchone()[0]
+        lines.append(f"responder_alerts_queued {queued}")
+        family("responder_workers_busy", "gauge", "Worker processes running a playbook now.")
+        lines.append(f"responder_workers_busy {busy_workers}")
+        family("responder_draining", "gauge", "1 while the server shuts down and takes no new work.")
+        lines.append(f"responder_draining {int(draining)}")
+        self._step_histogram(db, family, lines)
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _step_histogram(db: sqlite3.Connection, family: object, lines: list[str]) -> None:
+        by_step: dict[str, list[float]] = {}
+        rows = db.execute(
+            "SELECT step_id, started_at, finished_at FROM steps WHERE status NOT IN ('running', 'not_run', 'skipped')"
+        )
+        for step_id, started, finished in rows:
+            try:
+                seconds = (_time(finished) - _time(started)).total_seconds()
+            except (TypeError, ValueError):
+                continue
+            by_step.setdefault(step_id, []).append(max(0.0, seconds))
+        name = "responder_step_duration_seconds"
+        lines.append(f"# HELP {name} Wall time of finished playbook steps, by step id.")
+        lines.append(f"# TYPE {name} histogram")
+        for step_id in sorted(by_step):
+            values = by_step[step_id]
+            label = step_id.replace("\\", "\\\\").replace('"', '\\"')
+            for bound in STEP_BUCKETS:
+                count = sum(1 for v in values if v <= bound)
+                lines.append(f'{name}_bucket{{step="{label}",le="{bound}"}} {count}')
+            lines.append(f'{name}_bucket{{step="{label}",le="+Inf"}} {len(values)}')
+            lines.append(f'{name}_sum{{step="{label}"}} {sum(values):.6f}')
+            lines.append(f'{name}_count{{step="{label}"}} {len(values)}')
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,187 @@
+"""The worker pool: threads that take queued alerts and run each in its own `responder` process.
+
+A process per run, not a thread: ansible-runner is not thread-safe, a crashing run cannot take
+the server down, and the process runs with the same code, signals and timeline bookkeeping as
+`responder run`. Each worker process asks the kernel for SIGTERM if the server dies
+(PR_SET_PDEATHSIG), and on SIGTERM it stops its Ansible process tree and marks the incident
+interrupted. The server itself keeps the webhook secrets; worker processes never see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from responder.intake.store import AlertStore
+
+log = logging.getLogger("responder.server")
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        store: AlertStore,
+        size: int,
+        cli_args: Sequence[str],
+        env: dict[str, str],
+        log_dir: Path,
+    ) -> None:
+        self.store = store
+        self.size = size
+        self.cli_args = list(cli_args)
+        self.env = env
+        self.log_dir = log_dir
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._procs_lock = threading.Lock()
+        self.started = 0
+
+    # lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for number in range(self.size):
+            thread = threading.Thread(target=self._loop, name=f"worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
+    @property
+    def busy(self) -> int:
+        with self._procs_lock:
+            return len(self._procs)
+
+    def stop(self, grace: float) -> None:
+        """Stop taking alerts; let running playbooks finish for `grace` seconds, then SIGTERM them
+        (they record what was and was not done), then SIGKILL what is left."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        deadline = time.monotonic() + grace
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            with self._procs_lock:
+                procs = list(self._procs.values())
+            if not procs:
+                break
+            for proc in procs:
+                log.warning("stopping worker process %d (%s)", proc.pid, sig.name)
+                proc.send_signal(sig)
+            end = time.monotonic() + wait
+            while self.busy and time.monotonic() < end:
+                time.sleep(0.1)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # work ---------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+            try:
+                alert_id = self.store.claim_next()
+            except Exception:  # database busy: try again shortly
+                log.exception("could not claim the next alert")
+                alert_id = None
+            if alert_id is None:
+                with self._wake:
+                    if not self._stopping:
+                        self._wake.wait(timeout=2.0)
+                continue
+            self._run(alert_id)
+
+    def _run(self, alert_id: int) -> None:
+        log_path = self.log_dir / f"alert-{alert_id}.log"
+        argv = [sys.executable, "-m", "responder", "_run-alert", str(alert_id), *self.cli_args]
+        env = {**self.env, "RESPONDER_SERVER_PID": str(os.getpid())}
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env)
+        except OSError as exc:
+            os.close(fd)
+            self.store.finish_claim(alert_id, f"could not start the worker process: {exc}")
+            return
+        os.close(fd)
+        with self._procs_lock:
+            self._procs[proc.pid] = proc
+        self.started += 1
+        try:
+            self.store.set_worker(alert_id, proc.pid)
+            code = proc.wait()
+        finally:
+            with self._procs_lock:
+                self._procs.pop(proc.pid, None)
+        log.info("alert %d: worker process %d exited with %d", alert_id, proc.pid, code)
+        self.store.finish_claim(
+            alert_id, f"worker exited with {code} before opening an incident: {_tail(log_path)}"
+        )
+
+    def run_command(self, args: Sequence[str]) -> None:
+        """A one-off CLI command in the background (an approval from the API resumes the run)."""
+
+        def target() -> None:
+            log_path = self.log_dir / "api-commands.log"
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "responder", *args, *self.cli_args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=fd,
+                    stderr=fd,
+                    env={**self.env, "RESPONDER_SERVER_PID": str(os.getpid())},
+                )
+            finally:
+                os.close(fd)
+            with self._procs_lock:
+                self._procs[proc.pid] = proc
+            try:
+                proc.wait()
+            finally:
+                with self._procs_lock:
+                    self._procs.pop(proc.pid, None)
+
+        threading.Thread(target=target, name="api-command", daemon=True).start()
+
+
+def _tail(path: Path, size: int = 600) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - size))
+            return handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def die_with_parent() -> None:
+    """In a worker process: get SIGTERM when the server goes (even by SIGKILL), and exit at once
+    if it is already gone."""
+    parent = os.environ.get("RESPONDER_SERVER_PID")
+    if not parent:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(parent):
+        raise SystemExit(130)
