@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_alert = sub.add_parser("_run-alert")  # internal: one worker process of `serve`
     _common(run_alert, suppress=True)
     run_alert.add_argument("alert_id", type=int)
+    run_alert.add_argument("-i", "--inventory")
 
     deny = command("deny", "refuse a paused step; the incident ends")
     deny.add_argument("incident")

@@ -479,8 +479,9 @@ class Engine:
             if p.secret_args
         }
         planned = {p.step.id: p for p in batch}
-        for p in batch:
-            self.timeline.set_step(incident_id, p.step.id, "running")
+        # A step is `running` on the ledger from its play's start: after a crash the ledger tells
+        # steps that were cut short from steps that never began.
+        self.timeline.set_step(incident_id, ids[0], "running")
         # Steps are recorded as soon as the next step's play starts, so the timeline and the
         # terminal follow the run live; the last step waits for the run's end.
         live = Classifier(ids)
@@ -496,6 +497,8 @@ class Engine:
                         finished[earlier] = self._finish_step(
                             incident_id, planned[earlier].step, result, outputs
                         )
+                if event.step_id != ids[0]:
+                    self.timeline.set_step(incident_id, event.step_id, "running")
             self._runner_event(incident_id, planned, event)
 
         result = self.executor.run(

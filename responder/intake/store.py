@@ -85,6 +85,7 @@ class AlertStore:
         on_queued: Callable[[], None] = lambda: None,
         batch_wait: float = 0.002,
         max_batch: int = 512,
+        busy_timeout: float = 5.0,
     ) -> None:
         Timeline(path).close()  # schema and migrations
         self.path = path
@@ -92,6 +93,7 @@ class AlertStore:
         self.on_queued = on_queued
         self.batch_wait = batch_wait
         self.max_batch = max_batch
+        self.busy_timeout = busy_timeout
         self._pending: queue.SimpleQueue[tuple[Sequence[Intake], Future[list[Decision]]] | None] = (
             queue.SimpleQueue()
         )
@@ -102,9 +104,11 @@ class AlertStore:
         self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         db.execute("PRAGMA synchronous=FULL")
         return db
 
@@ -185,7 +189,7 @@ class AlertStore:
                 "expires_at=CASE WHEN expires_at IS NULL THEN NULL ELSE ? END WHERE id=?",
                 (now_iso, now + window, previous["id"]),
             )
-            if previous["incident_id"]:
+            if previous["incident_id"] and alert.status == FIRING:
                 self._append(
                     previous["incident_id"],
                     "alert_repeated",

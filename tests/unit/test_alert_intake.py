@@ -1,0 +1,463 @@
+"""Alert payload parsing, routing by `match:` and webhook authentication: no server, no Docker."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from responder.catalog import Catalog, load_catalog
+from responder.errors import PlaybookError
+from responder.intake import alerts as alerts_mod
+from responder.intake.alerts import BadJSON, ShapeError, container_key, decode
+from responder.intake.routing import RejectedInput, Router, lock_key, resolve_pointer
+from responder.playbook.parse import load_playbook
+from responder.server import auth as auth_mod
+from responder.server.auth import Auth, load_auth, sign_hub, sign_timestamped
+from responder.settings import shipped_dir
+from tests.conftest import FIXTURES
+
+AM: dict[str, Any] = {
+    "version": "4",
+    "groupKey": '{}:{alertname="WhIsolate"}',
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "responder",
+    "groupLabels": {"alertname": "WhIsolate"},
+    "commonLabels": {"alertname": "WhIsolate"},
+    "commonAnnotations": {},
+    "externalURL": "http://alertmanager:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": "WhIsolate",
+                "container": "web-1",
+                "severity": "critical",
+                "instance": "node1",
+            },
+            "annotations": {"summary": "shell in web-1"},
+            "startsAt": "2026-11-29T03:00:00.000Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph",
+            "fingerprint": "5f1e2d3c4b5a6978",
+        }
+    ],
+}
+
+FALCO: dict[str, Any] = {
+    "uuid": "e5a7b3c4-0d1e-4f5a-9b8c-7d6e5f4a3b2c",
+    "output": "10:00:00.000: Warning A shell was spawned in a container (user=root container_id=0123456789ab)",
+    "priority": "Warning",
+    "rule": "Wh shell in container",
+    "time": "2026-11-29T03:00:00.123456789Z",
+    "source": "syscall",
+    "tags": ["container", "shell", "mitre_execution"],
+    "hostname": "dockerhost",
+    "output_fields": {
+        "container.id": "0123456789ab",
+        "container.name": "web-1",
+        "proc.cmdline": "sh -i",
+        "evt.time": 1764385200123456789,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog([FIXTURES / "runbooks", shipped_dir("runbooks")])
+
+
+@pytest.fixture(scope="module")
+def router(catalog: Catalog) -> Router:
+    paths = sorted((FIXTURES / "webhook").glob("*.yml"))
+    return Router.from_playbooks([load_playbook(p, catalog) for p in paths])
+
+
+# strict JSON -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+        (b'{"a": NaN}', "NaN"),
+        (b'{"a": Infinity}', "Infinity"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (b'{"a": ' + b"1" * 5000 + b"}", "digits"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"a": ', "malformed JSON at line 1"),
+        (b"[" * 40 + b"]" * 40, "deeper than 32"),
+    ],
+)
+def test_decoder_refuses_what_json_would_accept(body: bytes, message: str) -> None:
+    with pytest.raises(BadJSON, match=message):
+        decode(body)
+
+
+def test_lone_surrogates_are_replaced_so_sqlite_can_store_them() -> None:
+    value = decode(b'{"label": "a\\ud800b"}')
+    value["label"].encode("utf-8")  # does not raise
+    assert value["label"].startswith("a") and value["label"].endswith("b")
+
+
+# Alertmanager ----------------------------------------------------------------------------------
+
+
+def test_alertmanager_payload_becomes_one_alert_per_entry() -> None:
+    payload = copy.deepcopy(AM)
+    second = copy.deepcopy(payload["alerts"][0])
+    second["labels"]["container"] = "web-2"
+    second["fingerprint"] = "0000000000000002"
+    second["status"] = "resolved"
+    payload["alerts"].append(second)
+    first, resolved = alerts_mod.parse_alertmanager(payload)
+    assert first.dedup_key == "alertmanager:5f1e2d3c4b5a6978:2026-11-29T03:00:00.000Z"
+    assert (first.name, first.severity, first.container, first.status) == (
+        "WhIsolate",
+        "critical",
+        "web-1",
+        "firing",
+    )
+    assert first.document["externalURL"] == "http://alertmanager:9093"  # notification fields are addressable
+    assert resolved.status == "resolved" and not first.windowed
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.update(version="3"), 'version must be "4"'),
+        (lambda p: p.pop("alerts"), "alerts must be a non-empty array"),
+        (lambda p: p.update(alerts={"a": 1}), "alerts must be a non-empty array"),
+        (lambda p: p.update(alerts=[]), "non-empty"),
+        (lambda p: p["alerts"][0].update(status="pending"), 'status must be "firing" or "resolved"'),
+        (lambda p: p["alerts"][0]["labels"].update(container=7), r"labels.container must be a string"),
+        (lambda p: p["alerts"][0].pop("startsAt"), "startsAt must be a non-empty string"),
+        (lambda p: p.update(alerts=[1]), r"alerts\[0\] must be a JSON object"),
+        (lambda p: p.update(alerts=[p["alerts"][0]] * 1001), "at most 1000"),
+    ],
+)
+def test_alertmanager_shape_errors(change: Any, message: str) -> None:
+    payload = copy.deepcopy(AM)
+    change(payload)
+    with pytest.raises(ShapeError, match=message):
+        alerts_mod.parse_alertmanager(payload)
+
+
+def test_alertmanager_without_fingerprint_hashes_the_label_set() -> None:
+    payload = copy.deepcopy(AM)
+    del payload["alerts"][0]["fingerprint"]
+    again = copy.deepcopy(payload)
+    again["alerts"][0]["labels"] = dict(reversed(list(payload["alerts"][0]["labels"].items())))
+    assert (
+        alerts_mod.parse_alertmanager(payload)[0].dedup_key
+        == alerts_mod.parse_alertmanager(again)[0].dedup_key
+    )
+
+
+# Falco -----------------------------------------------------------------------------------------
+
+
+def test_falco_event_and_priority_spellings() -> None:
+    (alert,) = alerts_mod.parse_falco(FALCO)
+    assert (alert.container, alert.host, alert.severity) == ("0123456789ab", "dockerhost", "warning")
+    assert alert.dedup_key == "falco:dockerhost:0123456789ab:Wh shell in container" and alert.windowed
+    assert alert.labels["evt.time"] == "1764385200123456789"
+    for spelling, canonical in (
+        ("INFO", "informational"),
+        ("Informational", "informational"),
+        ("crit", "critical"),
+    ):
+        assert alerts_mod.falco_priority(spelling) == canonical
+    with pytest.raises(ShapeError, match="not a Falco priority"):
+        alerts_mod.falco_priority("urgent")
+
+
+def test_falco_full_id_wins_and_host_events_have_no_container() -> None:
+    event = copy.deepcopy(FALCO)
+    event["output_fields"]["container.full_id"] = "0123456789ab" + "c" * 52
+    assert alerts_mod.parse_falco(event)[0].container == "0123456789ab" + "c" * 52
+    for host_fields in ({"container.id": "host"}, {}):
+        event = copy.deepcopy(FALCO)
+        event["output_fields"] = host_fields
+        del event["uuid"]
+        (alert,) = alerts_mod.parse_falco(event)
+        assert alert.container is None
+        assert alert.dedup_key == "falco:dockerhost:host:Wh shell in container"
+
+
+def test_falcosidekick_redelivery_gets_a_new_uuid_but_the_same_key() -> None:
+    again = copy.deepcopy(FALCO)
+    again["uuid"] = "11111111-2222-3333-4444-555555555555"
+    assert alerts_mod.parse_falco(again)[0].dedup_key == alerts_mod.parse_falco(FALCO)[0].dedup_key
+
+
+@pytest.mark.parametrize("field", ["rule", "priority"])
+def test_falco_shape_errors(field: str) -> None:
+    event = copy.deepcopy(FALCO)
+    del event[field]
+    with pytest.raises(ShapeError, match=field):
+        alerts_mod.parse_falco(event)
+
+
+def test_generic_payload() -> None:
+    (alert,) = alerts_mod.parse_generic({"id": "evt-1", "name": "canary", "labels": {"value": "x"}})
+    assert (alert.dedup_key, alert.status, alert.windowed) == ("generic:evt-1", "firing", False)
+    with pytest.raises(ShapeError, match=r"payload\.id"):
+        alerts_mod.parse_generic({"name": "x"})
+    with pytest.raises(ShapeError, match="status"):
+        alerts_mod.parse_generic({"id": "1", "name": "x", "status": "open"})
+
+
+def test_container_key_treats_short_and_full_ids_alike() -> None:
+    full = "0123456789ab" + "c" * 52
+    assert container_key(full) == container_key("0123456789AB") == "0123456789ab"
+    assert container_key("web-1") == "web-1"
+    assert lock_key({"container": full}, "dockerhost", None) == lock_key(
+        {"container": "0123456789ab"}, "dockerhost", None
+    )
+    assert lock_key({"container": "web"}, None, None) != lock_key({"container": "web"}, "other", None)
+    assert lock_key({"value": "x"}, None, None) is None
+
+
+# routing ---------------------------------------------------------------------------------------
+
+
+def test_routing_by_source_name_priority_and_labels(router: Router) -> None:
+    (am,) = alerts_mod.parse_alertmanager(AM)
+    route = router.route(am)
+    assert route is not None and route.playbook.name == "wh-isolate"
+    assert route.run_inputs(am) == ({"container": "web-1"}, None)
+    (falco,) = alerts_mod.parse_falco(FALCO)
+    route = router.route(falco)
+    assert route is not None and route.playbook.name == "wh-isolate"
+    assert route.run_inputs(falco) == ({"container": "0123456789ab"}, "dockerhost")
+    quiet = copy.deepcopy(FALCO)
+    quiet["priority"] = "Notice"  # below the rule's `priority: warning` threshold
+    assert router.route(alerts_mod.parse_falco(quiet)[0]) is None
+    loud = copy.deepcopy(FALCO)
+    loud["priority"] = "Critical"
+    assert router.route(alerts_mod.parse_falco(loud)[0]) is not None
+    other = copy.deepcopy(AM)
+    other["alerts"][0]["labels"]["alertname"] = "SomethingElse"
+    assert router.route(alerts_mod.parse_alertmanager(other)[0]) is None
+
+
+def test_label_equality_and_regex(catalog: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "labels.yml"
+    path.write_text(
+        "name: labels\ndescription: d\nseverity: low\n"
+        "match:\n  source: alertmanager\n  labels: {team: payments}\n  labels_regex: {container: 'web-[0-9]+'}\n"
+        "  params: {value: /labels/container}\n"
+        "params:\n  value: {type: string, required: true}\n"
+        "steps:\n  - {id: echo, action: echo_value, with: {value: '{{ params.value }}'}}\n"
+    )
+    router = Router.from_playbooks([load_playbook(path, catalog)])
+    payload = copy.deepcopy(AM)
+    labels = payload["alerts"][0]["labels"]
+    labels["team"] = "payments"
+    assert router.route(alerts_mod.parse_alertmanager(payload)[0]) is not None
+    labels["container"] = "web-1x"  # the regex must match the whole value
+    assert router.route(alerts_mod.parse_alertmanager(payload)[0]) is None
+    labels["container"], labels["team"] = "web-1", "search"
+    assert router.route(alerts_mod.parse_alertmanager(payload)[0]) is None
+
+
+@pytest.mark.parametrize(
+    "container",
+    ["web;rm -rf /", "$(id)", "--help", "-f", "{{ lookup('pipe','id') }}", "a" * 200, "web 1"],
+)
+def test_hostile_container_label_is_rejected_input(router: Router, container: str) -> None:
+    payload = copy.deepcopy(AM)
+    payload["alerts"][0]["labels"]["container"] = container
+    (alert,) = alerts_mod.parse_alertmanager(payload)
+    route = router.route(alert)
+    assert route is not None
+    with pytest.raises(RejectedInput, match="does not match the pattern"):
+        route.run_inputs(alert)
+
+
+@pytest.mark.parametrize("hostname", ["all", "web*", "!db", "~.*", "a,b", "{{ x }}", "ungrouped", "-x"])
+def test_hostile_host_name_never_becomes_a_limit_pattern(router: Router, hostname: str) -> None:
+    event = copy.deepcopy(FALCO)
+    event["hostname"] = hostname
+    (alert,) = alerts_mod.parse_falco(event)
+    route = router.route(alert)
+    assert route is not None
+    with pytest.raises(RejectedInput, match="not a plain host name"):
+        route.run_inputs(alert)
+
+
+def test_pointers_follow_rfc6901() -> None:
+    doc = {"a/b": {"m~n": [10, {"x": None}]}, "": 1}
+    assert resolve_pointer(doc, "/a~1b/m~0n/0") == (True, 10)
+    assert resolve_pointer(doc, "/a~1b/m~0n/1/x") == (True, None)
+    assert resolve_pointer(doc, "/a~1b/m~0n/2") == (False, None)
+    assert resolve_pointer(doc, "/missing") == (False, None)
+    assert resolve_pointer(doc, "/") == (True, 1)
+
+
+def test_numbers_from_alerts_are_typed_like_cli_strings(router: Router) -> None:
+    (alert,) = alerts_mod.parse_generic(
+        {"id": "1", "name": "slow", "container": "web", "labels": {"seconds": "5"}}
+    )
+    route = router.route(alert)
+    assert route is not None and route.run_inputs(alert)[0] == {"container": "web", "seconds": 5}
+    (missing,) = alerts_mod.parse_generic({"id": "2", "name": "slow", "labels": {}})
+    with pytest.raises(RejectedInput, match="'container' is required"):
+        route.run_inputs(missing)
+
+
+@pytest.mark.parametrize(
+    ("match", "message"),
+    [
+        ("{source: prometheus, params: {}}", "'prometheus' is not one of alertmanager, falco, generic"),
+        (
+            "{source: falco, alertname: X, params: {value: /output}}",
+            "'alertname' applies only to source alertmanager",
+        ),
+        (
+            "{source: alertmanager, priority: warning, params: {value: /x}}",
+            "'priority' applies only to source falco",
+        ),
+        ("{source: falco, priority: urgent, params: {value: /x}}", "'urgent' is not one of"),
+        ("{source: generic, params: {value: labels.value}}", "'labels.value' is not a JSON Pointer"),
+        ("{source: generic, params: {valu: /labels/value}}", "unknown param 'valu'"),
+        ("{source: generic, params: {}}", "required param 'value' is not mapped from the alert"),
+        ("{source: generic, labels_regex: {a: '('}, params: {value: /v}}", "invalid regular expression"),
+        ("{source: generic, labels: {a: 1}, params: {value: /v}}", "expected string, got integer"),
+        ("{source: generic, rule: [], params: {value: /v}}", "non-empty list of strings"),
+        ("{source: generic, params: {value: /v}, dedup_window: 0}", "must be at least 1"),
+        ("{source: generic, param: {value: /v}}", "did you mean 'params'"),
+        ("[]", "match needs at least one rule"),
+    ],
+)
+def test_match_section_errors_name_the_line(
+    catalog: Catalog, tmp_path: Path, match: str, message: str
+) -> None:
+    path = tmp_path / "bad-match.yml"
+    path.write_text(
+        "name: bad\ndescription: d\nseverity: low\n"
+        f"match: {match}\n"
+        "params:\n  value: {type: string, required: true}\n"
+        "steps:\n  - {id: echo, action: echo_value, with: {value: '{{ params.value }}'}}\n"
+    )
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path, catalog)
+    rendered = str(caught.value)
+    assert message in rendered, rendered
+    assert f"{path}:4:" in rendered
+
+
+def test_shipped_playbooks_route_compromise_alerts(catalog: Catalog) -> None:
+    router = Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted(shipped_dir("playbooks").glob("*.yml"))]
+    )
+    payload = copy.deepcopy(AM)
+    labels = payload["alerts"][0]["labels"]
+    labels["alertname"] = "ContainerCompromised"
+    route = router.route(alerts_mod.parse_alertmanager(payload)[0])
+    assert route is not None and route.playbook.name == "contain-container"  # severity critical
+    labels["severity"] = "warning"
+    route = router.route(alerts_mod.parse_alertmanager(payload)[0])
+    assert route is not None and route.playbook.name == "isolate-container"
+
+
+# authentication --------------------------------------------------------------------------------
+
+TOKEN = b"token-0123456789abcdef"
+SECRET = b"hmac-secret-0123456789"
+BODY = json.dumps(AM).encode()
+
+
+def test_bearer_tokens() -> None:
+    auth = Auth(tokens=(TOKEN,))
+    assert auth.before_body({"Authorization": "Bearer " + TOKEN.decode()}).ok  # type: ignore[union-attr]
+    for header in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + TOKEN.decode()[:-1]}):
+        verdict = auth.before_body(header)
+        assert verdict is not None and (verdict.ok, verdict.status) == (False, 401)
+    verdict = auth.before_body({"Authorization": "Basic " + TOKEN.decode()})
+    assert verdict is not None and verdict.status == 401
+
+
+def test_every_comparison_goes_through_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth_mod.hmac, "compare_digest", spy)
+    auth = Auth(tokens=(TOKEN, b"second-token-abcdefgh"), hmac_secrets=(SECRET,))
+    auth.before_body({"Authorization": "Bearer " + TOKEN.decode()[:5]})
+    assert len(calls) == 2  # every configured token, no early exit
+    assert all(len(a) == len(b) == 32 for a, b in calls)  # digests: equal lengths whatever was sent
+    calls.clear()
+    auth.with_body({auth_mod.HUB_HEADER: sign_hub(SECRET, BODY)}, BODY)
+    assert len(calls) == 1
+
+
+def test_hub_signature() -> None:
+    auth = Auth(hmac_secrets=(SECRET,))
+    headers = {auth_mod.HUB_HEADER: sign_hub(SECRET, BODY)}
+    assert auth.before_body(headers) is None  # the body must be read first
+    assert auth.with_body(headers, BODY).ok
+    reserialised = json.dumps(json.loads(BODY), indent=1).encode()
+    assert auth.with_body(headers, reserialised).status == 401
+    assert auth.with_body({auth_mod.HUB_HEADER: sign_hub(b"other-secret-000000", BODY)}, BODY).status == 401
+    assert auth.with_body({auth_mod.HUB_HEADER: "md5=abc"}, BODY).status == 401
+    missing = auth.before_body({})
+    assert missing is not None and missing.status == 400  # no signature header at all: 400, as EDA does
+
+
+def test_timestamped_signature_and_replay_window() -> None:
+    auth = Auth(hmac_secrets=(SECRET,))
+    now = int(time.time())
+    assert auth.with_body(sign_timestamped(SECRET, BODY, now), BODY).ok
+    stale = auth.with_body(sign_timestamped(SECRET, BODY, now - 360), BODY)
+    assert (stale.status, "stale") == (401, stale.reason[:5])
+    future = auth.with_body(sign_timestamped(SECRET, BODY, now + 360), BODY)
+    assert future.status == 401
+    moved = sign_timestamped(SECRET, BODY, now)
+    moved[auth_mod.TIMESTAMP_HEADER] = str(now - 1)  # the timestamp is signed too
+    assert auth.with_body(moved, BODY).status == 401
+
+
+def test_no_auth_configured_lets_everything_in() -> None:
+    assert Auth().before_body({}) == auth_mod.OK
+
+
+def test_secrets_come_from_files_and_environment(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("first-token-0123456789\n\nsecond-token-0123456789\n")
+    auth = load_auth({"RESPONDER_WEBHOOK_HMAC_SECRET": SECRET.decode()}, token_file=str(token_file))
+    assert len(auth.tokens) == 2 and auth.hmac_secrets == (SECRET,)
+    assert "first-token" not in repr(auth)
+    (tmp_path / "short").write_text("short\n")
+    with pytest.raises(Exception, match="at least 16 characters"):
+        load_auth({"RESPONDER_WEBHOOK_TOKEN_FILE": str(tmp_path / "short")})
+    scrubbed = auth_mod.scrubbed_environment(
+        {"RESPONDER_WEBHOOK_TOKEN_FILE": "x", "PATH": "/bin", "RESPONDER_WEBHOOK_HMAC_SECRET": "y"}
+    )
+    assert scrubbed == {"PATH": "/bin"}
+
+
+def test_loopback_detection() -> None:
+    assert (
+        auth_mod.is_loopback("127.0.0.1")
+        and auth_mod.is_loopback("::1")
+        and auth_mod.is_loopback("localhost")
+    )
+    assert not auth_mod.is_loopback("0.0.0.0") and not auth_mod.is_loopback("10.0.0.1")
+
+
+def test_hmac_reference_values() -> None:
+    expected = "sha256=" + hmac.new(SECRET, BODY, hashlib.sha256).hexdigest()
+    assert sign_hub(SECRET, BODY) == expected

@@ -1,0 +1,215 @@
+"""The durable alert queue: dedup inside group commits, resolved alerts, claims, the container lock,
+crash recovery and a busy database. Real SQLite files, no server."""
+
+from __future__ import annotations
+
+import copy
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from responder.catalog import load_catalog
+from responder.intake import alerts as alerts_mod
+from responder.intake.routing import Router
+from responder.intake.store import AlertStore, Intake, StoreUnavailable
+from responder.playbook.parse import load_playbook
+from responder.settings import shipped_dir
+from responder.timeline import AlertClaimLost, ContainerBusy, Incident, IncidentStatus, Timeline
+from tests.conftest import FIXTURES
+from tests.unit.test_alert_intake import AM, FALCO
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    catalog = load_catalog([FIXTURES / "runbooks", shipped_dir("runbooks")])
+    return Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted((FIXTURES / "webhook").glob("*.yml"))]
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AlertStore]:
+    store = AlertStore(tmp_path / "timeline.db")
+    yield store
+    store.close()
+
+
+def burst_alert(n: int, status: str = "firing", starts: str = "2026-11-29T03:00:00Z") -> dict[str, Any]:
+    payload = copy.deepcopy(AM)
+    alert = payload["alerts"][0]
+    alert["labels"] = {"alertname": "WhBurst", "value": f"v{n}"}
+    alert["fingerprint"] = f"{n:016x}"
+    alert["startsAt"] = starts
+    alert["status"] = status
+    return payload
+
+
+def intake(router: Router, payload: dict[str, Any], parser: Any = alerts_mod.parse_alertmanager) -> Intake:
+    (alert,) = parser(payload)
+    route = router.route(alert)
+    if route is None or alert.status != "firing":
+        return Intake(alert, route)
+    params, limit = route.run_inputs(alert)
+    return Intake(alert, route, params=params, limit=limit)
+
+
+def decide(store: AlertStore, item: Intake) -> Any:
+    return store.submit([item]).result(timeout=10)[0]
+
+
+def incident(alert_id: int | None, lock: str | None, number: int = 1) -> Incident:
+    return Incident(
+        id=f"INC-20261129-000000-{number:04x}",
+        created_at="2026-11-29T00:00:00Z",
+        updated_at="2026-11-29T00:00:00Z",
+        status=IncidentStatus.RUNNING,
+        playbook="wh-burst",
+        playbook_path="/x.yml",
+        playbook_sha256="0" * 64,
+        severity="info",
+        params={},
+        secret_params=(),
+        trigger={},
+        inventory=None,
+        host_limit=None,
+        next_step=None,
+        actor="test",
+        lock_key=lock,
+        alert_id=alert_id,
+    )
+
+
+def test_any_permutation_of_a_duplicated_stream_queues_each_alert_once(
+    store: AlertStore, router: Router
+) -> None:
+    """1,000 deliveries: 100 unique alerts, each sent 10 times, shuffled, from 16 threads at once
+    (what two Alertmanager replicas and their retries look like)."""
+    deliveries = [n for n in range(100) for _ in range(10)]
+    random.Random(7).shuffle(deliveries)
+    items = [intake(router, burst_alert(n)) for n in deliveries]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: decide(store, i), items))
+    queued = [r for r in results if r.result == "queued"]
+    assert len(queued) == 100
+    assert len({r.dedup_key for r in queued}) == 100
+    assert sum(r.result == "duplicate" for r in results) == 900
+    by_key = {r.dedup_key: r.alert_id for r in queued}
+    assert all(by_key[r.dedup_key] == r.alert_id for r in results)  # duplicates point at the first
+    assert store.counts() == {"queued": 100}
+    db = sqlite3.connect(store.path)
+    assert db.execute("SELECT SUM(repeats) FROM alerts").fetchone()[0] == 900
+
+
+def test_same_alert_twice_in_one_batch(store: AlertStore, router: Router) -> None:
+    item = intake(router, burst_alert(1))
+    first, second = store.submit([item, item]).result(timeout=10)
+    assert (first.result, second.result) == ("queued", "duplicate")
+
+
+def test_a_new_startsat_is_a_new_occurrence(store: AlertStore, router: Router) -> None:
+    assert decide(store, intake(router, burst_alert(1))).result == "queued"
+    assert decide(store, intake(router, burst_alert(1, starts="2026-11-29T05:00:00Z"))).result == "queued"
+
+
+def test_falco_repeats_fold_within_the_window_only(store: AlertStore, router: Router) -> None:
+    first = decide(store, intake(router, FALCO, alerts_mod.parse_falco))
+    assert first.result == "queued"
+    again = copy.deepcopy(FALCO)
+    again["uuid"] = "another-delivery"
+    assert decide(store, intake(router, again, alerts_mod.parse_falco)).result == "duplicate"
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE alerts SET expires_at=0")  # the window has passed
+    db.commit()
+    assert decide(store, intake(router, again, alerts_mod.parse_falco)).result == "queued"
+
+
+def test_unmatched_rejected_and_no_action_are_recorded(store: AlertStore, router: Router) -> None:
+    other = burst_alert(1)
+    other["alerts"][0]["labels"]["alertname"] = "Unrouted"
+    assert decide(store, intake(router, other)).result == "unmatched"
+    (alert,) = alerts_mod.parse_alertmanager(burst_alert(2))
+    rejected = decide(store, Intake(alert, router.route(alert), rejected="rejected_input: bad"))
+    assert (rejected.result, rejected.reason) == ("rejected", "rejected_input: bad")
+    (host,) = alerts_mod.parse_falco({**FALCO, "output_fields": {"container.id": "host"}})
+    assert decide(store, Intake(host, None, no_action="host event")).result == "no_action"
+    assert store.counts() == {"unmatched": 1, "rejected": 1, "no_action": 1}
+
+
+def test_resolved_is_recorded_on_the_incident_and_queues_nothing(store: AlertStore, router: Router) -> None:
+    queued = decide(store, intake(router, burst_alert(1)))
+    assert store.claim_next() == queued.alert_id
+    timeline = Timeline(store.path)
+    timeline.create_incident(incident(queued.alert_id, None))
+    resolved = decide(store, intake(router, burst_alert(1, status="resolved")))
+    assert (resolved.result, resolved.incident_id) == ("resolved", "INC-20261129-000000-0001")
+    assert decide(store, intake(router, burst_alert(1, status="resolved"))).result == "duplicate"
+    assert decide(store, intake(router, burst_alert(1))).result == "duplicate"
+    kinds = [e.kind for e in timeline.events("INC-20261129-000000-0001")]
+    assert kinds == ["alert_resolved", "alert_repeated"]
+    assert store.claim_next() is None  # neither the resolved alert nor the repeat queued a run
+
+
+def test_an_alert_opens_at_most_one_incident(store: AlertStore, router: Router) -> None:
+    queued = decide(store, intake(router, burst_alert(1)))
+    timeline = Timeline(store.path)
+    with pytest.raises(AlertClaimLost):  # not claimed yet
+        timeline.create_incident(incident(queued.alert_id, None))
+    assert store.claim_next() == queued.alert_id
+    timeline.create_incident(incident(queued.alert_id, None))
+    with pytest.raises(AlertClaimLost):
+        timeline.create_incident(incident(queued.alert_id, None, number=2))
+    assert store.load(queued.alert_id).summary["alert_id"] == queued.alert_id
+
+
+def test_container_lock_is_held_while_the_incident_is_open(tmp_path: Path) -> None:
+    timeline = Timeline(tmp_path / "timeline.db")
+    timeline.create_incident(incident(None, "local|all|web-1", number=1))
+    with pytest.raises(ContainerBusy) as caught:
+        timeline.create_incident(incident(None, "local|all|web-1", number=2))
+    assert caught.value.holder == "INC-20261129-000000-0001"
+    assert "responder show INC-20261129-000000-0001" in str(caught.value)
+    timeline.create_incident(incident(None, "local|all|web-2", number=3))  # another container
+    timeline.set_status("INC-20261129-000000-0001", IncidentStatus.SUCCEEDED)
+    timeline.create_incident(incident(None, "local|all|web-1", number=4))
+    with pytest.raises(ContainerBusy):  # reopening the first would take the lock twice
+        timeline.set_status("INC-20261129-000000-0001", IncidentStatus.RUNNING)
+
+
+def test_recover_requeues_claims_that_never_started(store: AlertStore, router: Router) -> None:
+    first = decide(store, intake(router, burst_alert(1)))
+    second = decide(store, intake(router, burst_alert(2)))
+    assert store.claim_next() == first.alert_id
+    assert store.claim_next() == second.alert_id
+    Timeline(store.path).create_incident(incident(second.alert_id, None))
+    store.set_worker(second.alert_id, 999_999_999)
+    requeued, running = store.recover()
+    assert requeued == 1
+    assert running == [(second.alert_id, "INC-20261129-000000-0001", 999_999_999)]
+    assert store.claim_next() == first.alert_id
+
+
+def test_busy_database_is_unavailable_not_an_error_of_the_sender(tmp_path: Path, router: Router) -> None:
+    store = AlertStore(tmp_path / "timeline.db", busy_timeout=0.2)
+    blocker = sqlite3.connect(tmp_path / "timeline.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.submit([intake(router, burst_alert(1))]).result(timeout=10)
+    finally:
+        blocker.execute("ROLLBACK")
+    assert decide(store, intake(router, burst_alert(1))).result == "queued"  # nothing half-written
+    store.close()
+
+
+def test_writer_wakes_workers_after_commit(tmp_path: Path, router: Router) -> None:
+    woken = threading.Event()
+    store = AlertStore(tmp_path / "timeline.db", on_queued=woken.set)
+    decide(store, intake(router, burst_alert(1)))
+    assert woken.wait(5)
+    store.close()
