@@ -104,21 +104,27 @@ def decode(body: bytes) -> Any:
         raise BadJSON("JSON nested too deeply") from exc
     except ValueError as exc:  # BadJSON, or an integer past Python's digit limit
         raise BadJSON(str(exc)) from exc
-    if _depth(value) > MAX_DEPTH:
+    # Deeper than MAX_DEPTH needs more than MAX_DEPTH opening brackets: count them (C speed) first.
+    brackets = body.count(b"{") + body.count(b"[")
+    if brackets > MAX_DEPTH and isinstance(value, dict | list) and _depth(value) > MAX_DEPTH:
         raise BadJSON(f"JSON nested deeper than {MAX_DEPTH} levels")
-    return _clean(value)
+    return _clean(value) if _SURROGATE_ESCAPE.search(body) else value
 
 
 def _depth(value: Any) -> int:
+    """Nesting depth, visiting containers only (scalars cannot add a level)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
+        if level > deepest:
+            deepest = level
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
+
+
+# A lone surrogate can only arrive as a JSON escape (UTF-8 cannot encode one): \uD800-\uDFFF.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _clean(value: Any) -> Any:

@@ -32,7 +32,6 @@ from responder.server.workers import WorkerPool
 from responder.timeline import IncidentStatus, Timeline
 
 MAX_BODY = 1 << 20
-COMMIT_TIMEOUT = 15.0
 log = logging.getLogger("responder.server")
 
 
@@ -112,6 +111,9 @@ class _Handlers:
         except _TooLarge:
             self.state.metrics.count_rejected(source, "too_large")
             return _error(413, f"body larger than {MAX_BODY} bytes", close=True)
+        except asyncio.IncompleteReadError:
+            self.state.metrics.count_rejected(source, "bad_json")
+            return _error(400, "body shorter than its Content-Length", close=True)
         if verdict is None:
             verdict = auth.with_body(request.headers, body)
             if not verdict.ok:
@@ -153,13 +155,14 @@ class _Handlers:
             metrics.count_rejected(source, "bad_shape")
             return _error(422, str(exc))
         metrics.count_received(source, len(alerts))
-        intakes = [self._route(alert) for alert in alerts]
         try:
-            future = self.state.store.submit(intakes)
-            decisions = await asyncio.wait_for(asyncio.wrap_future(future), COMMIT_TIMEOUT)
-        except (StoreUnavailable, TimeoutError) as exc:
+            # repeats of committed alerts are answered at once; anything new waits for its commit
+            decisions = self.state.store.known_duplicates(alerts)
+            if decisions is None:
+                decisions = await self.state.store.submit_async([self._route(alert) for alert in alerts])
+        except StoreUnavailable as exc:
             metrics.count_rejected(source, "unavailable")
-            log.critical("could not commit %d alert(s) from %s: %s", len(alerts), source, exc or "timed out")
+            log.critical("could not commit %d alert(s) from %s: %s", len(alerts), source, exc)
             return _error(503, "the alert could not be stored now; retry")
         for decision in decisions:
             metrics.count_result(source, decision.result)
@@ -341,8 +344,10 @@ class _Handlers:
 
 async def _read_capped(request: web.Request) -> bytes:
     """Read the body, refusing at the first byte past MAX_BODY (announced or chunked)."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _TooLarge
+    if request.content_length is not None:
+        if request.content_length > MAX_BODY:
+            raise _TooLarge
+        return await request.content.readexactly(request.content_length)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):

@@ -144,6 +144,9 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
         log.info("playbooks without match: (CLI only): %s", ", ".join(unrouted))
     if not auth.enabled:
         log.warning("no webhook authentication configured; listening on %s only", options.host)
+    # The alert writer is a thread; at CPython's default 5 ms switch interval every acknowledgement
+    # would wait for the event loop to give up the GIL. 0.25 ms keeps the hand-over short.
+    sys.setswitchinterval(0.00025)
     pool.start()
     pool.wake()
     try:

@@ -213,3 +213,75 @@ def test_writer_wakes_workers_after_commit(tmp_path: Path, router: Router) -> No
     decide(store, intake(router, burst_alert(1)))
     assert woken.wait(5)
     store.close()
+
+
+def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
+    tmp_path: Path, router: Router
+) -> None:
+    import asyncio
+
+    from responder.intake import store as store_mod
+
+    store = AlertStore(tmp_path / "timeline.db")
+    first, second = intake(router, burst_alert(1)), intake(router, burst_alert(2))
+
+    async def scenario() -> None:
+        assert store.known_duplicates([first.alert]) is None  # never seen: must go to the database
+        (queued,) = await store.submit_async([first])
+        assert queued.result == "queued"
+        for _ in range(5):
+            (dup,) = store.known_duplicates([first.alert]) or []
+            assert (dup.result, dup.alert_id) == ("duplicate", queued.alert_id)
+        # a request with one known and one new alert is decided by the database, counted once
+        assert store.known_duplicates([first.alert, second.alert]) is None
+        mixed = await store.submit_async([first, second])
+        assert [d.result for d in mixed] == ["duplicate", "queued"]
+        await asyncio.sleep(store_mod.REPEAT_FLUSH + 0.3)
+
+    asyncio.run(scenario())
+    db = sqlite3.connect(store.path)
+    assert db.execute("SELECT dedup_key, repeats FROM alerts ORDER BY id").fetchall() == [
+        (first.alert.dedup_key, 6),
+        (second.alert.dedup_key, 0),
+    ]
+    store.close()
+
+
+def test_memory_repeats_survive_a_busy_database_and_close(tmp_path: Path, router: Router) -> None:
+    import asyncio
+
+    from responder.intake import store as store_mod
+
+    store = AlertStore(tmp_path / "timeline.db")
+    first = intake(router, burst_alert(1))
+    blocker = sqlite3.connect(tmp_path / "timeline.db", isolation_level=None)
+
+    async def scenario() -> None:
+        await store.submit_async([first])
+        blocker.execute("BEGIN IMMEDIATE")
+        for _ in range(3):
+            assert store.known_duplicates([first.alert]) is not None
+        await asyncio.sleep(store_mod.REPEAT_FLUSH + 0.2)  # the write fails: database locked
+
+    asyncio.run(scenario())
+    blocker.execute("ROLLBACK")
+    assert sqlite3.connect(store.path).execute("SELECT repeats FROM alerts").fetchall() == [(0,)]
+    store.close()  # writes what is still counted
+    assert sqlite3.connect(store.path).execute("SELECT repeats FROM alerts").fetchall() == [(3,)]
+
+
+def test_windowed_repeats_expire_in_memory_too(tmp_path: Path, router: Router) -> None:
+    import asyncio
+
+    store = AlertStore(tmp_path / "timeline.db")
+    falco = intake(router, FALCO, alerts_mod.parse_falco)
+
+    async def scenario() -> None:
+        await store.submit_async([falco])
+        assert store.known_duplicates([falco.alert]) is not None
+        for seen in store._recent.values():
+            seen.expires_at = 0.0  # the window has passed
+        assert store.known_duplicates([falco.alert]) is None
+
+    asyncio.run(scenario())
+    store.close()
