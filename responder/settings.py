@@ -96,6 +96,19 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     if not isinstance(server, dict) or set(server) - SERVER_KEYS:
         # no `token` key either: the webhook's secrets live in files or the environment
         raise ConfigError(f"{path}: [server] takes only {sorted(SERVER_KEYS)}")
+    for key, kinds, low, high in (
+        ("port", (int,), 1, 65535),
+        ("workers", (int,), 0, 64),
+        ("grace", (int, float), 0, 3600),
+    ):
+        value = server.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high
+        ):
+            raise ConfigError(f"{path}: [server] {key} must be a number from {low} to {high}, got {value!r}")
+    for key in ("host", "token_file", "hmac_secret_file"):
+        if key in server and not isinstance(server[key], str):
+            raise ConfigError(f"{path}: [server] {key} must be a string, got {server[key]!r}")
     return data
 
 

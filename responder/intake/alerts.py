@@ -277,7 +277,8 @@ def parse_falco(payload: Any) -> list[Alert]:
             name=rule,
             severity=priority,
             labels=labels,
-            dedup_key=f"falco:{hostname or '-'}:{container or 'host'}:{rule}",
+            # the short form, so Falco's 12-character ID and container.full_id fold together
+            dedup_key=f"falco:{hostname or '-'}:{container_key(container) if container else 'host'}:{rule}",
             windowed=True,
             host=hostname,
             container=container,

@@ -182,7 +182,9 @@ def test_falco_event_and_priority_spellings() -> None:
 def test_falco_full_id_wins_and_host_events_have_no_container() -> None:
     event = copy.deepcopy(FALCO)
     event["output_fields"]["container.full_id"] = "0123456789ab" + "c" * 52
-    assert alerts_mod.parse_falco(event)[0].container == "0123456789ab" + "c" * 52
+    (full,) = alerts_mod.parse_falco(event)
+    assert full.container == "0123456789ab" + "c" * 52
+    assert full.dedup_key == alerts_mod.parse_falco(FALCO)[0].dedup_key  # same container, same key
     for host_fields in ({"container.id": "host"}, {}):
         event = copy.deepcopy(FALCO)
         event["output_fields"] = host_fields
@@ -461,3 +463,108 @@ def test_loopback_detection() -> None:
 def test_hmac_reference_values() -> None:
     expected = "sha256=" + hmac.new(SECRET, BODY, hashlib.sha256).hexdigest()
     assert sign_hub(SECRET, BODY) == expected
+
+
+# property: hostile input only ever takes the 4xx path ---------------------------------------------
+
+_ALPHABET = [
+    "a",
+    "Z",
+    "0",
+    "-",
+    ".",
+    "/",
+    "~",
+    "$",
+    "{",
+    "}",
+    "%",
+    "'",
+    '"',
+    "\\",
+    "\n",
+    "\x00",
+    "é",
+    "\ud800",
+    "🙂",
+]
+
+
+def _random_value(rng: Any, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 4 else 5)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 2**63, 10**30, 1.5, -0.0])
+    if kind in (3, 4):
+        return "".join(rng.choice(_ALPHABET) for _ in range(rng.randrange(0, 12)))
+    if kind in (5, 6):
+        return {
+            _random_value(rng, 9) or "k": _random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))
+        }
+    return [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+
+
+def _mutate(rng: Any, document: Any) -> Any:
+    """Replace one random node of a real payload with a random value."""
+    document = copy.deepcopy(document)
+    parent: Any = None
+    key: Any = None
+    node = document
+    for _ in range(rng.randrange(1, 5)):
+        if isinstance(node, dict) and node:
+            choice = rng.choice(list(node))
+        elif isinstance(node, list) and node:
+            choice = rng.randrange(len(node))
+        else:
+            break
+        parent, key, node = node, choice, node[choice]
+        if rng.random() < 0.3:
+            break
+    if parent is not None:
+        parent[key] = _random_value(rng)
+    return document
+
+
+def test_random_and_mutated_payloads_never_escape_the_4xx_path(router: Router) -> None:
+    import random
+
+    rng = random.Random(20261129)
+    generic_doc = {
+        "id": "1",
+        "name": "canary",
+        "labels": {"value": "v"},
+        "container": "web",
+        "details": {"nested": ["x"]},
+    }
+    sources = [("alertmanager", AM), ("falco", FALCO), ("generic", generic_doc)]
+    outcomes = {"bad_json": 0, "bad_shape": 0, "unrouted": 0, "rejected": 0, "params": 0}
+    for _ in range(3000):
+        source, base = rng.choice(sources)
+        document = _mutate(rng, base) if rng.random() < 0.8 else _random_value(rng)
+        body = json.dumps(document, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
+        try:
+            alerts = alerts_mod.PARSERS[alerts_mod.AlertSource(source)](decode(body))
+        except BadJSON:
+            outcomes["bad_json"] += 1
+            continue
+        except ShapeError:
+            outcomes["bad_shape"] += 1
+            continue
+        for alert in alerts:
+            json.dumps(alert.summary()).encode("utf-8")  # storable
+            route = router.route(alert)
+            if route is None:
+                outcomes["unrouted"] += 1
+                continue
+            try:
+                params, _ = route.run_inputs(alert)
+            except RejectedInput:
+                outcomes["rejected"] += 1
+                continue
+            outcomes["params"] += 1
+            for value in params.values():
+                assert not isinstance(value, str) or "\x00" not in value
+    assert all(count > 20 for count in outcomes.values()), outcomes  # every path was exercised

@@ -40,3 +40,35 @@ def test_private_dirs_are_0700_all_the_way_down(tmp_path: Path) -> None:
     leaf = ensure_private_dir(tmp_path / "a" / "b" / "c")
     for path in (tmp_path / "a", tmp_path / "a" / "b", leaf):
         assert path.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[server]\nport = 'eighty'\n", "port must be a number from 1 to 65535"),
+        ("[server]\nport = 70000\n", "port must be a number"),
+        ("[server]\nworkers = -1\n", "workers must be a number from 0 to 64"),
+        ("[server]\ngrace = true\n", "grace must be a number"),
+        ("[server]\ntoken = 'abc'\n", r"\[server\] takes only"),
+        ("[server]\nhost = 8080\n", "host must be a string"),
+    ],
+)
+def test_server_section_is_checked(tmp_path: Path, body: str, message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config=str(cfg), environ={})
+
+
+def test_server_section_is_read(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[server]\nhost = '0.0.0.0'\nport = 9000\nworkers = 4\ngrace = 12.5\ntoken_file = '/etc/t'\n"
+    )
+    assert load_settings(config=str(cfg), environ={}).server == {
+        "host": "0.0.0.0",
+        "port": 9000,
+        "workers": 4,
+        "grace": 12.5,
+        "token_file": "/etc/t",
+    }
