@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from responder.catalog import Catalog, check_arguments
-from responder.errors import PlaybookError, Problem, StateError
+from responder.errors import PlaybookError, Problem, StateError, UsageError
 from responder.evidence import EvidenceProblem, record_from_output, write_manifest
 from responder.execution.ansible_input import StepInvocation
 from responder.execution.events import Classifier, RunnerEvent, StepOutcome, StepResult
@@ -467,6 +467,7 @@ class Engine:
         run_dir = ensure_private_dir(self.settings.runs_dir / incident_id / f"{number:02d}-{ids[0]}")
         evidence_root = ensure_private_dir(self.settings.evidence_dir)
         ensure_private_dir(evidence_root / incident_id)
+        self._quarantine_strays(evidence_root)
         self._event(
             incident_id,
             "batch_started",
@@ -529,6 +530,24 @@ class Engine:
                 continue
             stop = self._finish_step(incident_id, step, step_result, outputs)
         return stop
+
+    def _quarantine_strays(self, evidence_root: Path) -> None:
+        """A fetch cut short by a crash leaves a .partial on the controller: move it aside and say
+        so on the timeline of the incident it belonged to."""
+        from responder.evidence import quarantine_stray_partials
+
+        for owner, path, size in quarantine_stray_partials(evidence_root):
+            try:
+                self.timeline.incident(owner)
+            except UsageError:
+                continue
+            self._event(
+                owner,
+                "evidence_quarantined",
+                f"stray partial file from an interrupted fetch moved to {path} ({size} bytes); "
+                "it was never hashed or recorded as evidence",
+                data={"path": str(path), "size": size},
+            )
 
     def _finish_step(
         self, incident_id: str, step: Step, step_result: StepResult, outputs: dict[str, dict[str, Any]]

@@ -144,3 +144,47 @@ def verify(timeline: Timeline, incident_id: str) -> list[Verification]:
         ok = digest == record.sha256_controller == record.sha256_source
         results.append(Verification(record, "ok" if ok else "mismatch", digest))
     return results
+
+
+def quarantine_stray_partials(evidence_root: Path) -> list[tuple[str, Path, int]]:
+    """Move `<root>/<incident>/<host>/*.partial` files that no fetch holds (its lock is gone with
+    its process) into `<root>/quarantine/`: never hashed, never recorded, so never evidence, but
+    kept for the investigation. Returns (incident, new path, size) for each."""
+    import errno
+    import fcntl
+    import os
+    import re
+
+    moved: list[tuple[str, Path, int]] = []
+    incident_re = re.compile(r"^INC-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
+    if not evidence_root.is_dir():
+        return moved
+    for partial in sorted(evidence_root.glob("INC-*/*/*.partial")):
+        incident = partial.parent.parent.name
+        if not incident_re.match(incident) or partial.is_symlink():
+            continue
+        try:
+            fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue  # a fetch is writing it right now
+                raise
+            quarantine = evidence_root / "quarantine"
+            quarantine.mkdir(mode=0o700, exist_ok=True)
+            target = quarantine / f"{incident}-{partial.parent.name}-{partial.name}"
+            suffix = 1
+            while target.exists():
+                target = quarantine / f"{incident}-{partial.parent.name}-{partial.name}.{suffix}"
+                suffix += 1
+            size = os.fstat(fd).st_size
+            os.rename(partial, target)
+            os.chmod(target, 0o400)
+            moved.append((incident, target, size))
+        finally:
+            os.close(fd)
+    return moved

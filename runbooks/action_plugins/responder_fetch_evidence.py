@@ -9,6 +9,7 @@ outside the destination directory.
 
 from __future__ import absolute_import, division, print_function
 
+import fcntl
 import os
 import re
 
@@ -43,8 +44,22 @@ class ActionModule(ActionBase):
             target = os.path.join(root, name)
             if os.path.dirname(os.path.realpath(target)) != root or os.path.lexists(target):
                 raise AnsibleError("refusing to write %s: exists or escapes the evidence directory" % target)
-            self._connection.fetch_file(source, target)
-            os.chmod(target, 0o400)
+            # Copied as <name>.partial under an exclusive lock, then renamed: a cut-short fetch never
+            # leaves a truncated file under an evidence name, and a later run can tell a stray
+            # .partial (unlocked) from one still being written.
+            partial = target + ".partial"
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._connection.fetch_file(source, partial)
+                os.chmod(partial, 0o400)
+                os.rename(partial, target)
+            except BaseException:
+                if os.path.lexists(partial):
+                    os.unlink(partial)
+                raise
+            finally:
+                os.close(fd)
             fetched.append(name)
         result.update(changed=bool(fetched), fetched=fetched)
         return result

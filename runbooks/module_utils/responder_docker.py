@@ -10,6 +10,8 @@ container is always addressed by the full 64-hex ID resolved here.
 from __future__ import absolute_import, division, print_function
 
 import datetime
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -236,8 +238,11 @@ def summary(data):
     }
 
 
-def evidence_dir(root, incident):
-    """<root>/<incident>, mode 0700, refusing anything that is not a validated incident ID."""
+def evidence_dir(root, incident, warnings=None):
+    """<root>/<incident>, mode 0700, refusing anything that is not a validated incident ID.
+
+    Also moves stray `.partial` files left under <root> by an earlier collection that was cut
+    short (a cancelled run over SSH, a crash) into <root>/quarantine; `warnings` hears of each."""
     if not INCIDENT_ID.match(incident or ""):
         raise RejectedInput("incident id %r is malformed" % incident)
     if not os.path.isabs(root):
@@ -247,7 +252,60 @@ def evidence_dir(root, incident):
     os.chmod(path, 0o700)
     if os.path.islink(path):
         raise RejectedInput("evidence directory %s is a symlink" % path)
+    for moved in quarantine_stray_partials(os.path.realpath(root)):
+        if warnings is not None:
+            warnings.append(
+                "quarantined %s/%s (%d bytes) from an interrupted collection: never hashed or recorded; now %s"
+                % (moved["incident"], moved["name"], moved["size"], moved["path"])
+            )
     return path
+
+
+def quarantine_stray_partials(root):
+    """Move every `<root>/<incident>/*.partial` that no writer holds into <root>/quarantine.
+
+    A live EvidenceWriter keeps an exclusive flock on its .partial file, so a file we can lock
+    belongs to a collection that is gone. Such a file was never hashed or recorded: it must not
+    sit beside evidence as if it were some, nor be deleted (it may matter to the investigation)."""
+    moved = []
+    try:
+        incidents = sorted(os.listdir(root))
+    except OSError:
+        return moved
+    for incident in incidents:
+        directory = os.path.join(root, incident)
+        if not INCIDENT_ID.match(incident) or os.path.islink(directory) or not os.path.isdir(directory):
+            continue
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".partial"):
+                continue
+            source = os.path.join(directory, name)
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except (IOError, OSError) as exc:
+                    if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        continue  # still being written
+                    raise
+                quarantine = os.path.join(root, "quarantine")
+                if not os.path.isdir(quarantine):
+                    os.mkdir(quarantine, 0o700)
+                target = os.path.join(quarantine, "%s-%s" % (incident, name))
+                suffix = 1
+                while os.path.exists(target):
+                    target = os.path.join(quarantine, "%s-%s.%d" % (incident, name, suffix))
+                    suffix += 1
+                size = os.fstat(fd).st_size
+                os.rename(source, target)
+                os.chmod(target, 0o400)
+                moved.append({"incident": incident, "name": name, "size": size, "path": target})
+            finally:
+                os.close(fd)
+    return moved
 
 
 class EvidenceWriter(object):
@@ -268,6 +326,8 @@ class EvidenceWriter(object):
         if os.path.dirname(os.path.realpath(self.final)) != real_dir:
             raise RejectedInput("evidence path escapes its directory")
         self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        # Held until the file is renamed or removed: tells quarantine_stray_partials it is live.
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.sha = hashlib.sha256()
         self.size = 0
 

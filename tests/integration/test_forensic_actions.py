@@ -227,3 +227,58 @@ def test_target_gone_mid_playbook(docker: Docker, data_dir: Path, tmp_path: Path
     assert "no such container" in output
     listed = run_cli("incidents", data_dir=data_dir).stdout
     assert "target_gone" in listed
+
+
+def test_stray_partial_files_are_quarantined_not_left_beside_evidence(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    """A collection or fetch cut short (cancel over SSH, crash) can leave `.partial` files. The next
+    collection moves the unlocked ones into quarantine/ and says so; one still being written
+    (its writer holds the lock) is left alone."""
+    import fcntl
+
+    victim = docker.container("strays")
+    host_root = tmp_path / "host-evidence"
+    config = tmp_path / "c.toml"
+    config.write_text(f'host_evidence_root = "{host_root}"\n')
+    playbook = _playbook(
+        tmp_path,
+        "logs",
+        "  - id: logs\n    action: preserve_logs\n    with: {container: '{{ params.container }}'}\n",
+    )
+    first = run_cli(
+        "--config", str(config), "run", str(playbook), "-p", f"container={victim}", data_dir=data_dir
+    )
+    assert first.returncode == 0, first.output
+    owner = incident_id(first.stdout)
+    # host side: a stray from that incident, and a live one held by a writer
+    stray = host_root / owner / "0123456789ab-20261129T000000Z-export.tar.partial"
+    stray.write_bytes(b"x" * 1000)
+    live = host_root / owner / "0123456789ab-20261129T000001Z-export.tar.partial"
+    live.write_bytes(b"y" * 10)
+    # controller side: a fetch cut short
+    fetched = data_dir / "evidence" / owner / "localhost" / "0123456789ab-20261129T000000Z-logs.txt.partial"
+    fetched.write_bytes(b"z" * 500)
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = run_cli(
+            "--config", str(config), "run", str(playbook), "-p", f"container={victim}", data_dir=data_dir
+        )
+    assert second.returncode == 0, second.output
+    assert not stray.exists() and live.exists() and not fetched.exists()
+    quarantined = sorted(p.name for p in (host_root / "quarantine").iterdir())
+    assert quarantined == [f"{owner}-{stray.name}"]
+    assert (host_root / "quarantine" / quarantined[0]).stat().st_mode & 0o777 == 0o400
+    assert (
+        data_dir / "evidence" / "quarantine" / f"{owner}-localhost-{fetched.name}"
+    ).read_bytes() == b"z" * 500
+    db = sqlite3.connect(data_dir / "timeline.db")
+    warnings = [m for (m,) in db.execute("SELECT message FROM events WHERE kind='step_warning'")]
+    assert any("quarantined" in m and stray.name in m and "1000 bytes" in m for m in warnings), warnings
+    moved = db.execute(
+        "SELECT message FROM events WHERE incident_id=? AND kind='evidence_quarantined'", (owner,)
+    )
+    assert "500 bytes" in moved.fetchone()[0]
+    assert (
+        run_cli("evidence", "verify", owner, data_dir=data_dir).returncode == 0
+    )  # recorded evidence untouched

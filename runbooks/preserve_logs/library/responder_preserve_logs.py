@@ -53,7 +53,8 @@ def main():
         module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
     try:
-        directory = evidence_dir(module.params["evidence_root"], module.params["incident"])
+        directory = evidence_dir(module.params["evidence_root"], module.params["incident"],
+                                 output.setdefault("warnings", []))
         evidence = capture_logs_and_inspect(docker, directory, cid)
     except DockerError as exc:
         hint = ""

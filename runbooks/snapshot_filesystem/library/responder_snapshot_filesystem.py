@@ -126,7 +126,7 @@ def main():
         evidence.append(item)
 
     try:
-        directory = evidence_dir(p["evidence_root"], p["incident"])
+        directory = evidence_dir(p["evidence_root"], p["incident"], output["warnings"])
         versions.update(tool_versions(docker))
         output["tool_versions"] = versions
 

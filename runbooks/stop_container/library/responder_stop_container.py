@@ -77,7 +77,7 @@ def main():
 
     try:
         if not have_logs:
-            directory = evidence_dir(p["evidence_root"], p["incident"])
+            directory = evidence_dir(p["evidence_root"], p["incident"], output.setdefault("warnings", []))
             output["evidence"] = capture_logs_and_inspect(docker, directory, cid, note=", before stop")
             output["captured_now"] = ["logs", "inspect"]
         if facts["restart_policy"] != "no":
