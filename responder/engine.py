@@ -256,7 +256,7 @@ class Engine:
         """Mark an incident whose run died with its process (server killed, power loss) as
         interrupted, so it can be resumed; the steps that were running say so."""
         incident = self.timeline.incident(incident_id)
-        if incident.status is not IncidentStatus.RUNNING:
+        if incident.status not in (IncidentStatus.RUNNING, IncidentStatus.BLOCKED):
             return self._outcome(incident_id)
         for step_id, (status, _) in self.timeline.steps(incident_id).items():
             if status == "running":
@@ -406,7 +406,12 @@ class Engine:
     # the run loop ---------------------------------------------------------------------------
 
     def _advance(
-        self, incident: Incident, playbook: Playbook, params: Mapping[str, Any], secrets: SecretValues
+        self,
+        incident: Incident,
+        playbook: Playbook,
+        params: Mapping[str, Any],
+        secrets: SecretValues,
+        attempt: int = 0,
     ) -> RunOutcome:
         incident_id = incident.id
         ledger = self.timeline.steps(incident_id)
@@ -449,9 +454,43 @@ class Engine:
                 continue
             batch_number += 1
             stop = self._run_batch(incident, playbook, batch, secrets, batch_number, outputs)
+            if stop is IncidentStatus.BLOCKED:
+                if self._wait_for_docker(incident_id, [p.step.id for p in batch], attempt):
+                    return self._advance(incident, playbook, params, secrets, attempt + 1)
+                stop = IncidentStatus.INTERRUPTED if self.cancel.is_set() else IncidentStatus.FAILED
             if stop is not None:
                 return self._close(incident_id, playbook, stop)
         return self._close(incident_id, playbook, None)
+
+    def _wait_for_docker(self, incident_id: str, batch_ids: list[str], attempt: int) -> bool:
+        """dockerd was unreachable: the incident is `blocked` while it waits (with backoff) and the
+        steps that could not run are tried again. False when the retries are spent or the run
+        was cancelled while waiting."""
+        delays = self.settings.docker_retry
+        if attempt >= len(delays):
+            self._event(
+                incident_id,
+                "docker_unavailable",
+                f"docker still unavailable after {len(delays)} retries; giving up",
+                data={"attempts": attempt},
+            )
+            return False
+        delay = delays[attempt]
+        self.timeline.set_status(incident_id, IncidentStatus.BLOCKED)
+        self._event(
+            incident_id,
+            "incident_blocked",
+            f"docker unavailable on the target; retrying in {delay:g} s (retry {attempt + 1} of {len(delays)})",
+            data={"retry": attempt + 1, "of": len(delays), "delay": delay},
+        )
+        if self.cancel.wait(delay):
+            self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
+            return False
+        self.timeline.reset_steps(
+            incident_id, (StepOutcome.FAILED, StepOutcome.NOT_RUN), steps=tuple(batch_ids)
+        )
+        self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
+        return True
 
     def _run_batch(
         self,
@@ -575,6 +614,8 @@ class Engine:
             failing = [h for h in step_result.hosts.values() if h.outcome is StepOutcome.FAILED]
             if failing and all(h.reason == "target_gone" for h in failing):
                 return IncidentStatus.TARGET_GONE  # the container vanished: what was done is on the timeline
+            if failing and all(h.reason == "docker_unavailable" for h in failing):
+                return IncidentStatus.BLOCKED  # dockerd is down or restarting: wait and try again
             return IncidentStatus.FAILED
         return None
 

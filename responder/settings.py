@@ -23,7 +23,10 @@ _CONFIG_KEYS = {
     "inventory",
     "slack",
     "server",
+    "docker_retry",
 }
+# Seconds between attempts when dockerd is unreachable on a target (about a minute in all).
+DEFAULT_DOCKER_RETRY = (2.0, 4.0, 8.0, 16.0, 30.0)
 SERVER_KEYS = {"host", "port", "workers", "grace", "token_file", "hmac_secret_file"}
 SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
 
@@ -37,6 +40,7 @@ class Settings:
     inventory: str | None = None
     slack: Mapping[str, Any] = field(default_factory=dict)
     server: Mapping[str, Any] = field(default_factory=dict)
+    docker_retry: tuple[float, ...] = DEFAULT_DOCKER_RETRY
 
     @property
     def database(self) -> Path:
@@ -106,6 +110,13 @@ def _read_config(path: Path | None) -> dict[str, Any]:
             isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high
         ):
             raise ConfigError(f"{path}: [server] {key} must be a number from {low} to {high}, got {value!r}")
+    retry = data.get("docker_retry", [])
+    if not isinstance(retry, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 600 for v in retry
+    ):
+        raise ConfigError(
+            f"{path}: docker_retry must be a list of seconds (0 to 600), e.g. [2, 4, 8, 16, 30]"
+        )
     for key in ("host", "token_file", "hmac_secret_file"):
         if key in server and not isinstance(server[key], str):
             raise ConfigError(f"{path}: [server] {key} must be a string, got {server[key]!r}")
@@ -133,6 +144,7 @@ def load_settings(
         inventory=cfg.get("inventory"),
         slack=dict(cfg.get("slack", {})),
         server=dict(cfg.get("server", {})),
+        docker_retry=tuple(float(v) for v in cfg.get("docker_retry", DEFAULT_DOCKER_RETRY)),
     )
 
 

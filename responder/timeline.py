@@ -110,9 +110,10 @@ CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, id);
 _ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
 # One open incident per container: the CLI and the webhook never contain the same one at once.
 _LOCK_INDEX = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS incidents_container_lock ON incidents(lock_key) "
-    "WHERE lock_key IS NOT NULL AND status IN ('running', 'awaiting_approval')"
+    "CREATE UNIQUE INDEX IF NOT EXISTS incidents_container_lock_v2 ON incidents(lock_key) "
+    "WHERE lock_key IS NOT NULL AND status IN ('running', 'awaiting_approval', 'blocked')"
 )
+_OLD_INDEXES = ("incidents_container_lock",)
 
 
 class IncidentStatus(StrEnum):
@@ -127,9 +128,10 @@ class IncidentStatus(StrEnum):
     DENIED = "denied"
     RELEASED = "released"
     TARGET_GONE = "target_gone"
+    BLOCKED = "blocked"  # dockerd unreachable on a target: the run waits and retries
 
 
-OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL}
+OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.BLOCKED}
 
 
 class ContainerBusy(StateError):
@@ -265,6 +267,8 @@ class Timeline:
             for name, kind in columns.items():
                 if name not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        for name in _OLD_INDEXES:
+            self._db.execute(f"DROP INDEX IF EXISTS {name}")
         self._db.execute(_LOCK_INDEX)
 
     def close(self) -> None:
@@ -302,7 +306,7 @@ class Timeline:
 
     def lock_holder(self, lock_key: str) -> str | None:
         row = self._db.execute(
-            "SELECT id FROM incidents WHERE lock_key=? AND status IN ('running', 'awaiting_approval')",
+            "SELECT id FROM incidents WHERE lock_key=? AND status IN ('running', 'awaiting_approval', 'blocked')",
             (lock_key,),
         ).fetchone()
         return row[0] if row else None
@@ -461,15 +465,19 @@ class Timeline:
                 ),
             )
 
-    def reset_steps(self, incident_id: str, statuses: tuple[str, ...]) -> list[str]:
-        """Forget ledger entries in `statuses` so a resumed incident runs those steps again (the
-        events that recorded them stay on the timeline)."""
+    def reset_steps(
+        self, incident_id: str, statuses: tuple[str, ...], steps: tuple[str, ...] | None = None
+    ) -> list[str]:
+        """Forget ledger entries in `statuses` (of `steps`, when given) so a resumed or retried
+        incident runs those steps again (the events that recorded them stay on the timeline)."""
         marks = ",".join("?" * len(statuses))
+        query = f"DELETE FROM steps WHERE incident_id=? AND status IN ({marks})"  # noqa: S608
+        args: tuple[str, ...] = (incident_id, *statuses)
+        if steps is not None:
+            query += f" AND step_id IN ({','.join('?' * len(steps))})"
+            args += steps
         with self._write() as db:
-            rows = db.execute(
-                f"DELETE FROM steps WHERE incident_id=? AND status IN ({marks}) RETURNING step_id",  # noqa: S608
-                (incident_id, *statuses),
-            ).fetchall()
+            rows = db.execute(query + " RETURNING step_id", args).fetchall()
         return sorted(r[0] for r in rows)
 
     def steps(self, incident_id: str) -> dict[str, tuple[str, dict[str, Any]]]:

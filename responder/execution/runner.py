@@ -35,6 +35,8 @@ from responder.execution.ansible_input import (
 from responder.execution.events import Classifier, RunnerEvent, StepResult, from_runner
 
 _ENV_ALLOW = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSH_AUTH_SOCK", "TERM"}
+# Where the docker CLI finds the daemon on a local-connection host (rootless Docker, contexts, TLS).
+_ENV_ALLOW |= {"DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"}
 _ENV_DENY_ANSIBLE = re.compile(r"PASS|TOKEN|SECRET|VAULT|CRED", re.I)
 
 
@@ -63,6 +65,10 @@ class CancelToken:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as the run is cancelled."""
+        return self._event.wait(seconds)
 
 
 @dataclass(frozen=True)

@@ -481,7 +481,7 @@ class AlertStore:
         with self._reader_lock:
             rows = self._reader.execute(
                 "SELECT a.id, a.incident_id, a.worker_pid FROM alerts a JOIN incidents i ON i.id=a.incident_id "
-                "WHERE a.state='started' AND i.status='running'"
+                "WHERE a.state='started' AND i.status IN ('running', 'blocked')"
             ).fetchall()
         return requeued, [(r[0], r[1], r[2]) for r in rows]
 

@@ -1,0 +1,134 @@
+"""Fault #31: dockerd unreachable when the run starts. The step fails fast with "docker
+unavailable", the incident is `blocked` while responder waits with backoff, and the run goes on
+once the daemon answers again, or fails after the last retry. Real dockerd behind a socket this
+test opens late (the run reaches it through DOCKER_HOST)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Docker, incident_id, run_cli
+
+pytestmark = pytest.mark.integration
+PLAYBOOK = (
+    "name: down\ndescription: isolate while docker comes back\nseverity: high\n"
+    "params:\n  container: {type: string, required: true}\n"
+    "steps:\n  - id: isolate\n    action: isolate_network\n    with: {container: '{{ params.container }}'}\n"
+)
+
+
+class LateDockerSocket:
+    """A unix socket that starts forwarding to the real dockerd only after `delay` seconds."""
+
+    def __init__(self, path: Path, delay: float) -> None:
+        self.path = path
+        self.delay = delay
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        if self.stop.wait(self.delay):
+            return
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(self.path))
+        server.listen(16)
+        server.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect("/var/run/docker.sock")
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+        server.close()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            source.close()  # each socket is the source of exactly one pump
+
+
+def _events(data_dir: Path, incident: str) -> list[tuple[str, str]]:
+    db = sqlite3.connect(data_dir / "timeline.db")
+    return db.execute(
+        "SELECT kind, message FROM events WHERE incident_id=? ORDER BY seq", (incident,)
+    ).fetchall()
+
+
+def test_blocked_while_docker_is_down_then_contained(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
+    network = docker.network("down")
+    victim = docker.container("down", "--network", network)
+    playbook = tmp_path / "down.yml"
+    playbook.write_text(PLAYBOOK)
+    config = tmp_path / "c.toml"
+    config.write_text("docker_retry = [1, 1, 1, 1, 1, 1, 1, 1]\n")
+    sock = tmp_path / "docker.sock"
+    late = LateDockerSocket(sock, delay=2.5)
+    try:
+        started = time.monotonic()
+        result = run_cli(
+            "--config",
+            str(config),
+            "run",
+            str(playbook),
+            "-p",
+            f"container={victim}",
+            data_dir=data_dir,
+            env={"DOCKER_HOST": f"unix://{sock}"},
+        )
+    finally:
+        late.stop.set()
+        late.thread.join(timeout=5)
+        time.sleep(0.3)  # let the pumps see EOF and close their sockets
+    assert result.returncode == 0, result.output
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
+    incident = incident_id(result.stdout)
+    events = _events(data_dir, incident)
+    kinds = [k for k, _ in events]
+    assert "incident_blocked" in kinds
+    failed = [m for k, m in events if k == "step_finished" and "failed" in m]
+    assert failed and "docker unavailable" in failed[0]  # failed fast, said why
+    assert kinds[-1] == "incident_closed" and "succeeded" in events[-1][1]
+    assert time.monotonic() - started < 60
+
+
+def test_gives_up_after_the_last_retry(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
+    victim = docker.container("neverup")
+    playbook = tmp_path / "down.yml"
+    playbook.write_text(PLAYBOOK)
+    config = tmp_path / "c.toml"
+    config.write_text("docker_retry = [0.2, 0.2]\n")
+    result = run_cli(
+        "--config",
+        str(config),
+        "run",
+        str(playbook),
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
+        env={"DOCKER_HOST": f"unix://{tmp_path / 'nothing.sock'}"},
+    )
+    assert result.returncode == 3, result.output
+    kinds = [k for k, _ in _events(data_dir, incident_id(result.stdout))]
+    assert kinds.count("incident_blocked") == 2 and "docker_unavailable" in kinds
+    status = sqlite3.connect(data_dir / "timeline.db").execute("SELECT status FROM incidents").fetchone()[0]
+    assert status == "failed"
