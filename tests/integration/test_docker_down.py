@@ -5,6 +5,7 @@ test opens late (the run reaches it through DOCKER_HOST)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sqlite3
 import threading
@@ -60,10 +61,8 @@ class LateDockerSocket:
             pass
         finally:
             for sock in (source, target):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             source.close()  # each socket is the source of exactly one pump
 
 
