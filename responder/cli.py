@@ -355,7 +355,7 @@ def _finish(outcome: RunOutcome) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from responder import params as params_mod
     from responder.engine import RunRequest, default_actor
-    from responder.intake.routing import lock_key
+    from responder.locks import lock_key
     from responder.playbook.parse import load_playbook
 
     settings = _settings(args)

@@ -106,6 +106,7 @@ CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts(dedup_key, status, id);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, id);
 """
 
+SCHEMA_VERSION = 2  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
 # One open incident per container: the CLI and the webhook never contain the same one at once.
@@ -253,8 +254,11 @@ class Timeline:
             try:
                 if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._db.execute("PRAGMA journal_mode=WAL")
+                if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                    return  # created or migrated already: every CLI start skips the DDL
                 self._db.executescript(SCHEMA)
                 self._migrate()
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from responder.locks import container_key
 from responder.playbook.model import FALCO_PRIORITIES, AlertSource
 
 MAX_ALERTS = 1000  # per Alertmanager notification; its default max_alerts is 0 (unlimited), its batches are far smaller
@@ -30,7 +31,6 @@ _FALCO_ALIASES = {
     "crit": "critical",
     "emerg": "emergency",
 }
-_HEX = re.compile(r"^[0-9a-f]{12,64}$")
 
 
 class BadJSON(ValueError):
@@ -286,13 +286,6 @@ def parse_falco(payload: Any) -> list[Alert]:
             document=body,
         )
     ]
-
-
-def container_key(reference: str) -> str:
-    """The form a container reference is compared in: a hex ID is cut to Docker's 12-character short
-    ID, so Falco's short ID and a full ID name the same container."""
-    ref = reference.strip().lower()
-    return ref[:12] if _HEX.match(ref) else ref
 
 
 # generic ---------------------------------------------------------------------------------------

@@ -131,17 +131,6 @@ def resolve_pointer(document: Any, pointer: str) -> tuple[bool, Any]:
     return True, current
 
 
-def lock_key(params: Mapping[str, Any], limit: str | None, inventory: str | None) -> str | None:
-    """The per-container lock an incident holds while open: one container, one responder. Keyed on
-    the playbook's `container` param (the shipped playbooks' convention) and where it runs."""
-    from responder.intake.alerts import container_key
-
-    container = params.get("container")
-    if not isinstance(container, str) or not container:
-        return None
-    return f"{inventory or 'localhost'}|{limit or 'all'}|{container_key(container)}"
-
-
 class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)

@@ -25,7 +25,8 @@ from typing import Any
 
 from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
-from responder.intake.routing import Route, lock_key
+from responder.intake.routing import Route
+from responder.locks import lock_key
 from responder.timeline import Timeline
 
 DEFAULT_WINDOW = 600

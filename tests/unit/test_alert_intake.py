@@ -15,8 +15,9 @@ import pytest
 from responder.catalog import Catalog, load_catalog
 from responder.errors import PlaybookError
 from responder.intake import alerts as alerts_mod
-from responder.intake.alerts import BadJSON, ShapeError, container_key, decode
-from responder.intake.routing import RejectedInput, Router, lock_key, resolve_pointer
+from responder.intake.alerts import BadJSON, ShapeError, decode
+from responder.intake.routing import RejectedInput, Router, resolve_pointer
+from responder.locks import container_key, lock_key
 from responder.playbook.parse import load_playbook
 from responder.server import auth as auth_mod
 from responder.server.auth import Auth, load_auth, sign_hub, sign_timestamped

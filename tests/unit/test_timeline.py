@@ -93,3 +93,31 @@ def test_step_ledger_keeps_outputs(tmp_path: Path) -> None:
     tl.set_step(iid, "a", "succeeded", {"x": 1})
     tl.set_step(iid, "a", "succeeded")
     assert tl.steps(iid) == {"a": ("succeeded", {"x": 1})}
+
+
+def test_a_database_from_before_the_webhook_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    from responder.timeline import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE incidents (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, "
+        "status TEXT NOT NULL, playbook TEXT NOT NULL, playbook_path TEXT NOT NULL, playbook_sha256 TEXT NOT NULL, "
+        "severity TEXT NOT NULL, params TEXT NOT NULL, secret_params TEXT NOT NULL DEFAULT '[]', trigger TEXT NOT NULL, "
+        "inventory TEXT, host_limit TEXT, next_step TEXT, actor TEXT NOT NULL);"
+        "INSERT INTO incidents VALUES ('INC-20261101-000000-0001', 't', 't', 'succeeded', 'p', '/p.yml', 'x', "
+        "'high', '{}', '[]', '{}', NULL, NULL, NULL, 'someone');"
+    )
+    old.commit()
+    old.close()
+    timeline = Timeline(path)
+    assert timeline.incident("INC-20261101-000000-0001").lock_key is None  # old rows still read
+    db = sqlite3.connect(path)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(incidents)")}
+    assert {"lock_key", "alert_id"} <= columns
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "incidents_container_lock_v2" in indexes and "incidents_container_lock" not in indexes
+    assert {"alerts"} <= {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
