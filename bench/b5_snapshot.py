@@ -111,6 +111,8 @@ def main(rounds: int = 5, megabytes: int = 300) -> None:
             "tar_mb": round(mb, 1),
             "baseline_export_sha256sum_s": b,
             "snapshot_collection_s": c,
+            "collection_samples_s": [round(x, 3) for x in collect],
+            "baseline_samples_s": [round(x, 3) for x in baseline],
             "snapshot_cli_end_to_end_s": e,
             "baseline_mb_per_s": round(mb / b["median"], 1),
             "snapshot_mb_per_s": round(mb / c["median"], 1),

@@ -52,6 +52,7 @@ class ActionModule(ActionBase):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self._connection.fetch_file(source, partial)
+                os.fsync(fd)  # same inode: the copy is on disk before the engine records it
                 os.chmod(partial, 0o400)
                 os.rename(partial, target)
             except BaseException:
@@ -61,5 +62,11 @@ class ActionModule(ActionBase):
             finally:
                 os.close(fd)
             fetched.append(name)
+        if fetched:
+            dir_fd = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # and so are the renames
+            finally:
+                os.close(dir_fd)
         result.update(changed=bool(fetched), fetched=fetched)
         return result
