@@ -27,7 +27,7 @@ from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
 from responder.intake.routing import Route
 from responder.locks import lock_key
-from responder.timeline import Timeline
+from responder.timeline import Event, Timeline
 
 DEFAULT_WINDOW = 600
 RECENT_LIMIT = 200_000  # alert identities remembered for the duplicate fast path
@@ -97,6 +97,7 @@ class AlertStore:
         path: Path,
         inventory: str | None = None,
         on_queued: Callable[[], None] = lambda: None,
+        on_event: Callable[[Event], None] = lambda e: None,
         batch_wait: float = 0.0,
         max_batch: int = 512,
         busy_timeout: float = 5.0,
@@ -105,6 +106,8 @@ class AlertStore:
         self.path = path
         self.inventory = inventory
         self.on_queued = on_queued
+        self.on_event = on_event  # timeline events this store wrote, once committed (Slack hears of them)
+        self._appended: list[Event] = []
         self.batch_wait = batch_wait
         self.max_batch = max_batch
         self.busy_timeout = busy_timeout
@@ -273,6 +276,7 @@ class AlertStore:
                 results.append([self._decide(db, i, now, now_iso) for i in intakes])
             db.execute("COMMIT")
         except BaseException:
+            self._appended.clear()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             with self._memory_lock:  # put the counts back for the next commit
@@ -281,6 +285,9 @@ class AlertStore:
                     self._repeats[alert_id] = (count + newer[0], newer[1], newer[2])
             raise
         self._remember(batch, results, now)
+        appended, self._appended = self._appended, []
+        for event in appended:
+            self.on_event(event)
         if any(d.result == "queued" for decisions in results for d in decisions):
             self.on_queued()
         return results
@@ -439,10 +446,12 @@ class AlertStore:
         seq = db.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
         ).fetchone()[0]
+        ts = utc_now()
         db.execute(
             "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-            (incident_id, seq, utc_now(), kind, None, None, "webhook", message, _dump(data)),
+            (incident_id, seq, ts, kind, None, None, "webhook", message, _dump(data)),
         )
+        self._appended.append(Event(incident_id, seq, ts, kind, None, None, "webhook", message, data))
 
     # workers ----------------------------------------------------------------------------------
 

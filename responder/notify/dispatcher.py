@@ -21,7 +21,7 @@ from typing import Any
 
 from responder.notify.messages import Message, closing_message, plain_reply, root_message, step_message
 from responder.notify.slack import DeliveryError, Transport
-from responder.timeline import Event, Redactor, Timeline
+from responder.timeline import Event, IncidentStatus, Redactor, Timeline
 
 log = logging.getLogger("responder.notify")
 
@@ -34,6 +34,7 @@ _WATCHED = {
     "incident_resumed",
     "incident_closed",
     "incident_interrupted",
+    "alert_resolved",
 }
 _STATUS_CHANGES = {"approval_requested", "incident_resumed", "incident_closed", "incident_interrupted"}
 _STOP = object()
@@ -149,6 +150,11 @@ class SlackNotifier:
             self._deliver(iid, step_message(iid, event))
         elif event.kind in ("approval_requested", "approval_granted", "approval_denied", "incident_resumed"):
             self._deliver(iid, plain_reply(iid, event))
+        elif event.kind == "alert_resolved":
+            still = (
+                "still contained" if incident.status is not IncidentStatus.RELEASED else "already released"
+            )
+            self._deliver(iid, plain_reply(iid, event, prefix=f"Alert resolved; container {still}. "))
         elif event.kind in ("incident_closed", "incident_interrupted"):
             self._deliver(iid, closing_message(incident, event, self._timeline.evidence(iid)))
         if event.kind in _STATUS_CHANGES:

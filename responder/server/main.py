@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -118,6 +119,9 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     env = scrubbed_environment(os.environ)
     pool = WorkerPool(store, options.workers, options.cli_args, env, log_dir)
     store.on_queued = pool.wake
+    notifier = _notifier(settings)
+    if notifier is not None:  # the runs notify for themselves; the server says when an alert resolves
+        store.on_event = notifier.observe
     state = ServerState(
         catalog=catalog,
         router=router,
@@ -162,4 +166,18 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     finally:
         store.close()
         state.timeline.close()
+        if notifier is not None:
+            from responder.notify.setup import flush_timeout
+
+            notifier.close(flush_timeout(settings))
     return 0
+
+
+def _notifier(settings: Settings) -> Any:
+    from responder.notify.setup import build_notifier
+
+    try:
+        return build_notifier(settings, None)
+    except ConfigError as exc:
+        log.warning("Slack disabled in the server: %s", exc)
+        return None

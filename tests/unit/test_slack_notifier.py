@@ -221,3 +221,57 @@ def test_webhook_mode_same_content_no_threads(tmp_path: Path) -> None:
     assert "thread_ts" not in json.dumps(posts)
     assert "Contained: isolate" in json.dumps(posts)
     assert slack.webhook_url.encode() not in (tmp_path / "t.db").read_bytes()
+
+
+def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Path) -> None:
+    """What `responder serve` does when Alertmanager says the alert resolved: the store writes the
+    event and hands it to the notifier; the reply says containment stays."""
+    from responder.catalog import load_catalog
+    from responder.intake import alerts as alerts_mod
+    from responder.intake.routing import Router
+    from responder.intake.store import AlertStore, Intake
+    from responder.playbook.parse import load_playbook
+    from responder.settings import shipped_dir
+    from tests.conftest import FIXTURES
+    from tests.unit.test_alert_store import burst_alert, intake
+
+    catalog = load_catalog([FIXTURES / "runbooks", shipped_dir("runbooks")])
+    router = Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted((FIXTURES / "webhook").glob("*.yml"))]
+    )
+    db = tmp_path / "t.db"
+    with SlackServer() as slack:
+        notifier = bot(slack, db)
+        store = AlertStore(db, on_event=notifier.observe)
+        queued = store.submit([intake(router, burst_alert(1))]).result(10)[0]
+        assert store.claim_next() == queued.alert_id
+        tl = Timeline(db)
+        tl.create_incident(
+            Incident(
+                IID,
+                "t",
+                "t",
+                IncidentStatus.RUNNING,
+                "wh-burst",
+                "/p.yml",
+                "a" * 64,
+                "info",
+                {},
+                (),
+                {"source": "alertmanager"},
+                None,
+                None,
+                None,
+                "webhook:alertmanager",
+                alert_id=queued.alert_id,
+            )
+        )
+        notifier.observe(tl.append(IID, "incident_opened", "opened"))
+        (alert,) = alerts_mod.parse_alertmanager(burst_alert(1, status="resolved"))
+        store.submit([Intake(alert, router.route(alert))]).result(10)
+        assert notifier.close(10) == 0
+        store.close()
+    root, reply = slack.state.messages
+    assert reply.thread_ts == root.ts
+    assert "Alert resolved; container still contained" in json.dumps(reply.blocks)
+    assert tl.incident(IID).status is IncidentStatus.RUNNING  # nothing was undone
