@@ -202,12 +202,8 @@ class Engine:
             )
         return chosen
 
-    def resume(self, incident_id: str, secrets: SecretValues) -> RunOutcome:
-        incident = self.timeline.incident(incident_id)
-        if incident.status is not IncidentStatus.AWAITING_APPROVAL:
-            raise StateError(
-                f"incident {incident_id} is {incident.status}; only a paused incident can continue"
-            )
+    def _take_secrets(self, incident: Incident, secrets: SecretValues) -> None:
+        """Secret params are never stored: a continuing incident needs them given again."""
         for value in secrets.values.values():
             self.timeline.redactor.add(value)
         missing = set(incident.secret_params) - set(secrets.values)
@@ -216,6 +212,14 @@ class Engine:
                 "secret params are never stored; set them again to continue: "
                 + ", ".join(f"RESPONDER_SECRET_{m.upper()}" for m in sorted(missing))
             )
+
+    def resume(self, incident_id: str, secrets: SecretValues) -> RunOutcome:
+        incident = self.timeline.incident(incident_id)
+        if incident.status is not IncidentStatus.AWAITING_APPROVAL:
+            raise StateError(
+                f"incident {incident_id} is {incident.status}; only a paused incident can continue"
+            )
+        self._take_secrets(incident, secrets)
         playbook = self._playbook_for(incident)
         self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
         self._event(incident_id, "incident_resumed", "incident resumed after approval")
@@ -230,14 +234,7 @@ class Engine:
             raise StateError(
                 f"incident {incident_id} is {incident.status}; only an interrupted incident can be resumed"
             )
-        for value in secrets.values.values():
-            self.timeline.redactor.add(value)
-        missing = set(incident.secret_params) - set(secrets.values)
-        if missing:
-            raise StateError(
-                "secret params are never stored; set them again to continue: "
-                + ", ".join(f"RESPONDER_SECRET_{m.upper()}" for m in sorted(missing))
-            )
+        self._take_secrets(incident, secrets)
         playbook = self._playbook_for(incident)
         self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
         again = self.timeline.reset_steps(
