@@ -221,7 +221,10 @@ class Engine:
             )
         self._take_secrets(incident, secrets)
         playbook = self._playbook_for(incident)
-        self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
+        if not self.timeline.transition(
+            incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
+        ):
+            raise StateError(f"incident {incident_id} was resumed or closed by someone else meanwhile")
         self._event(incident_id, "incident_resumed", "incident resumed after approval")
         return self._advance(incident, playbook, incident.params, secrets)
 
@@ -236,7 +239,8 @@ class Engine:
             )
         self._take_secrets(incident, secrets)
         playbook = self._playbook_for(incident)
-        self.timeline.set_status(incident_id, IncidentStatus.RUNNING)
+        if not self.timeline.transition(incident_id, IncidentStatus.INTERRUPTED, IncidentStatus.RUNNING):
+            raise StateError(f"incident {incident_id} was resumed by someone else meanwhile")
         again = self.timeline.reset_steps(
             incident_id, (StepOutcome.INTERRUPTED, StepOutcome.NOT_RUN, StepOutcome.TIMED_OUT, "running")
         )
@@ -267,6 +271,11 @@ class Engine:
         if incident.status is not IncidentStatus.AWAITING_APPROVAL:
             raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
         step = incident.next_step
+        # Claim the incident first (awaiting -> running) so a concurrent approval cannot resume it.
+        if not self.timeline.transition(
+            incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
+        ):
+            raise StateError(f"incident {incident_id} was resumed or closed by someone else meanwhile")
         self._event(
             incident_id,
             "approval_denied",

@@ -360,6 +360,20 @@ class Timeline:
             lock = self.incident(incident_id).lock_key or ""
             raise ContainerBusy(self.lock_holder(lock) or "?", lock) from exc
 
+    def transition(self, incident_id: str, expected: IncidentStatus, status: IncidentStatus) -> bool:
+        """Compare-and-set: move the incident to `status` only if it is still `expected`. Two
+        approvers (or the API and the CLI) resuming at once: exactly one of them wins."""
+        try:
+            with self._write() as db:
+                changed = db.execute(
+                    "UPDATE incidents SET status=?, next_step=NULL, updated_at=? WHERE id=? AND status=?",
+                    (status, utc_now(), incident_id, expected),
+                ).rowcount
+        except sqlite3.IntegrityError as exc:
+            lock = self.incident(incident_id).lock_key or ""
+            raise ContainerBusy(self.lock_holder(lock) or "?", lock) from exc
+        return changed == 1
+
     def incident(self, incident_id: str) -> Incident:
         row = self._db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:

@@ -175,3 +175,45 @@ def test_secret_params_never_reach_args_or_timeline(tmp_path: Path) -> None:
     assert batch.secret_values == {"use": {"token": secret}}
     assert secret not in (tmp_path / "data" / "timeline.db").read_bytes().decode("latin-1")
     assert outcome.status is IncidentStatus.SUCCEEDED
+
+
+def test_two_approvers_at_once_resume_it_only_once(tmp_path: Path) -> None:
+    """The API and the CLI (or two people) approve the same paused step at the same moment: both
+    approvals are recorded, one resume wins, the other is told, and nothing runs twice."""
+    import threading
+
+    engine, executor, catalog = setup(tmp_path)
+    outcome = engine.start(request(catalog, "gated", container="web"))
+    other = Engine(engine.settings, catalog, Timeline(engine.settings.database), executor)
+    engine.approve(outcome.incident_id, ["isolate"], "alice")
+    other.approve(outcome.incident_id, ["isolate"], "bob")
+    results: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def resume(which: Engine) -> None:
+        barrier.wait()
+        try:
+            results.append(which.resume(outcome.incident_id, SecretValues({})).status)
+        except StateError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=resume, args=(e,)) for e in (engine, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert IncidentStatus.SUCCEEDED in results
+    assert any(isinstance(r, str) and "someone else" in r for r in results), results
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [["logs"], ["isolate"], ["after"]]
+
+
+def test_deny_and_approve_at_once_cannot_both_happen(tmp_path: Path) -> None:
+    engine, _executor, catalog = setup(tmp_path)
+    outcome = engine.start(request(catalog, "gated", container="web"))
+    engine.approve(outcome.incident_id, ["isolate"], "alice")
+    assert engine.timeline.transition(
+        outcome.incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
+    )  # a resume elsewhere won the race
+    with pytest.raises(StateError, match="running, not awaiting approval|someone else"):
+        engine.deny(outcome.incident_id, "bob", "no")
+    assert engine.timeline.incident(outcome.incident_id).status is IncidentStatus.RUNNING  # not denied
