@@ -214,6 +214,6 @@ def test_deny_and_approve_at_once_cannot_both_happen(tmp_path: Path) -> None:
     assert engine.timeline.transition(
         outcome.incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
     )  # a resume elsewhere won the race
-    with pytest.raises(StateError, match="running, not awaiting approval|someone else"):
+    with pytest.raises(StateError, match=r"running, not awaiting approval|someone else"):
         engine.deny(outcome.incident_id, "bob", "no")
     assert engine.timeline.incident(outcome.incident_id).status is IncidentStatus.RUNNING  # not denied
