@@ -29,7 +29,7 @@ from responder.playbook.model import AlertSource, Approval
 from responder.server.auth import Auth, Verdict
 from responder.server.metrics import Metrics
 from responder.server.workers import WorkerPool
-from responder.timeline import IncidentStatus, Timeline
+from responder.timeline import Incident, IncidentStatus, Timeline
 
 MAX_BODY = 1 << 20
 log = logging.getLogger("responder.server")
@@ -280,7 +280,8 @@ class _Handlers:
         except StateError as exc:
             return _error(409, str(exc))
         args = ["approve", incident_id, *(["--all"] if every else [str(step)])]
-        args += ["--as", f"api:{actor.strip()}", "--reason", reason, "--quiet"]
+        # `--opt=value` keeps a value that starts with "-" from being read as an option
+        args += [f"--as=api:{actor.strip()}", f"--reason={reason}", "--quiet"]
         self.state.pool.run_command(args)
         return web.json_response(
             {"incident_id": incident_id, "approved": chosen, "status": "resuming"}, status=202
@@ -358,7 +359,7 @@ async def _read_capped(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def _incident_json(incident: Any) -> dict[str, Any]:
+def _incident_json(incident: Incident) -> dict[str, Any]:
     return {
         "id": incident.id,
         "status": str(incident.status),

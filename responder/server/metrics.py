@@ -74,11 +74,11 @@ class Metrics:
         lines.append(f"responder_workers_busy {busy_workers}")
         family("responder_draining", "gauge", "1 while the server shuts down and takes no new work.")
         lines.append(f"responder_draining {int(draining)}")
-        self._step_histogram(db, family, lines)
+        self._step_histogram(db, lines)
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _step_histogram(db: sqlite3.Connection, family: object, lines: list[str]) -> None:
+    def _step_histogram(db: sqlite3.Connection, lines: list[str]) -> None:
         by_step: dict[str, list[float]] = {}
         rows = db.execute(
             "SELECT step_id, started_at, finished_at FROM steps WHERE status NOT IN ('running', 'not_run', 'skipped')"

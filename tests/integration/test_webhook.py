@@ -561,15 +561,16 @@ def test_auto_runs_stop_at_the_gate_and_the_api_approves(
         server.post("/v1/incidents/INC-20000101-000000-0000/approve", {"all": True, "actor": "a"}).status
         == 404
     )
-    accepted = server.post(approve, {"step": "isolate", "actor": "alice", "reason": "shell confirmed"})
+    accepted = server.post(
+        approve, {"step": "isolate", "actor": "alice", "reason": "--all -h shell confirmed"}
+    )
     assert accepted.status == 202 and accepted.json()["approved"] == ["isolate"]
     assert server.wait_status(incident, {"succeeded", "failed"}) == "succeeded"
     assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
     events = server.get(f"/v1/incidents/{incident}/timeline").json()["events"]
     granted = [e for e in events if e["kind"] == "approval_granted"]
-    assert (
-        granted and granted[0]["actor"] == "api:alice" and granted[0]["data"]["reason"] == "shell confirmed"
-    )
+    assert granted and granted[0]["actor"] == "api:alice"
+    assert granted[0]["data"]["reason"] == "--all -h shell confirmed"  # data, never an option
     assert (
         server.post(approve, {"step": "isolate", "actor": "alice"}).status == 409
     )  # nothing left to approve
