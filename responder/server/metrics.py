@@ -68,8 +68,15 @@ class Metrics:
         for status, n in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status ORDER BY status"):
             lines.append(f'responder_incidents{{status="{status}"}} {n}')
         family("responder_alerts_queued", "gauge", "Alerts waiting for a worker.")
-        queued = db.execute("SELECT COUNT(*) FROM alerts WHERE state='queued'").fetchone()[0]
-        lines.append(f"responder_alerts_queued {queued}")
+        states = dict(db.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall())
+        lines.append(f"responder_alerts_queued {states.get('queued', 0)}")
+        family(
+            "responder_alerts",
+            "gauge",
+            "Alerts on the timeline by state (failed: the run could not start; see server/alert-<id>.log).",
+        )
+        for state, n in sorted(states.items()):
+            lines.append(f'responder_alerts{{state="{state}"}} {n}')
         family("responder_workers_busy", "gauge", "Worker processes running a playbook now.")
         lines.append(f"responder_workers_busy {busy_workers}")
         family("responder_draining", "gauge", "1 while the server shuts down and takes no new work.")

@@ -301,6 +301,8 @@ def test_alertmanager_alert_isolates_once_and_resolved_undoes_nothing(server: Se
         'responder_alerts_deduplicated_total{source="alertmanager"} 2',
         'responder_incidents{status="succeeded"} 1',
         'responder_step_duration_seconds_count{step="isolate"} 1',
+        'responder_alerts{state="started"} 1',
+        'responder_alerts{state="resolved"} 1',
     ):
         assert line in metrics, metrics
 
@@ -605,3 +607,42 @@ def test_cli_and_webhook_never_contain_the_same_container_at_once(
     assert denied.returncode == 11
     cli = run_cli("run", "isolate-container", "-p", f"container={victim}", "--quiet", data_dir=data_dir)
     assert cli.returncode == 0, cli.output  # the lock went with the closed incident
+
+
+def test_a_run_that_cannot_start_fails_its_alert_visibly(
+    data_dir: Path, secrets_dir: Path, tmp_path: Path
+) -> None:
+    """The playbook broke after the server loaded it: the worker cannot open an incident. The alert
+    is `failed` with the reason, counted in /metrics, and not retried in a loop."""
+    books = tmp_path / "books"
+    books.mkdir()
+    playbook = books / "wh-burst.yml"
+    playbook.write_text((FIXTURES / "webhook" / "wh-burst.yml").read_text())
+    srv = Server(
+        data_dir,
+        "--playbooks-dir",
+        str(books),
+        "--runbooks-dir",
+        str(FIXTURES / "runbooks"),
+        "--workers",
+        "1",
+        secrets_dir=secrets_dir,
+    ).start()
+    try:
+        playbook.write_text("name: wh-burst\nsteps: [\n")  # broken on disk now
+        reply = srv.post(AM_PATH, am_alert("WhBurst", {"value": "x1"}))
+        assert reply.status == 202
+        alert_id = reply.json()["alerts"][0]["alert_id"]
+        state, reason = srv.wait_for(
+            lambda: [
+                r
+                for r in srv.query("SELECT state, reason FROM alerts WHERE id=?", alert_id)
+                if r[0] == "failed"
+            ],
+            what="the alert to fail",
+        )[0]
+        assert "before opening an incident" in reason and "wh-burst.yml" in reason
+        assert srv.query("SELECT COUNT(*) FROM incidents") == [(0,)]
+        assert 'responder_alerts{state="failed"} 1' in srv.request("GET", "/metrics").body.decode()
+    finally:
+        srv.stop()
