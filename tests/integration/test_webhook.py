@@ -633,7 +633,7 @@ def test_a_run_that_cannot_start_fails_its_alert_visibly(
         reply = srv.post(AM_PATH, am_alert("WhBurst", {"value": "x1"}))
         assert reply.status == 202
         alert_id = reply.json()["alerts"][0]["alert_id"]
-        state, reason = srv.wait_for(
+        _state, reason = srv.wait_for(
             lambda: [
                 r
                 for r in srv.query("SELECT state, reason FROM alerts WHERE id=?", alert_id)
