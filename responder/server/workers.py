@@ -113,7 +113,11 @@ class WorkerPool:
         env = {**self.env, "RESPONDER_SERVER_PID": str(os.getpid())}
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env)
+            # own session: a Ctrl-C at the server's terminal drains the server (grace, then SIGTERM)
+            # instead of reaching every running playbook at once
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env, start_new_session=True
+            )
         except OSError as exc:
             os.close(fd)
             self.store.finish_claim(alert_id, f"could not start the worker process: {exc}")
@@ -146,6 +150,7 @@ class WorkerPool:
                     stdout=fd,
                     stderr=fd,
                     env={**self.env, "RESPONDER_SERVER_PID": str(os.getpid())},
+                    start_new_session=True,
                 )
             finally:
                 os.close(fd)
