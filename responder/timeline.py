@@ -256,14 +256,30 @@ class Timeline:
                     self._db.execute("PRAGMA journal_mode=WAL")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
                     return  # created or migrated already: every CLI start skips the DDL
-                self._db.executescript(SCHEMA)
-                self._migrate()
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._create_or_migrate()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _create_or_migrate(self) -> None:
+        """The DDL in one write transaction, the version checked again inside it: two connections
+        opening a fresh or old database at once (the CLI and its Slack thread, two workers) must
+        not both add the same column."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._migrate()
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _migrate(self) -> None:
         for table, columns in _ADDED_COLUMNS.items():

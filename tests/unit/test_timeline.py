@@ -121,3 +121,28 @@ def test_a_database_from_before_the_webhook_is_migrated(tmp_path: Path) -> None:
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "incidents_container_lock_v2" in indexes and "incidents_container_lock" not in indexes
     assert {"alerts"} <= {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> None:
+    """The CLI, its Slack thread and the server's workers may all open a new (or old) database at
+    the same moment: the schema and its migrations are applied exactly once."""
+    import threading
+
+    errors: list[BaseException] = []
+    for round_ in range(5):
+        path = tmp_path / f"fresh{round_}.db"
+        barrier = threading.Barrier(8)
+
+        def open_it(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                Timeline(path).close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
