@@ -117,6 +117,7 @@ class Engine:
         self.on_timeline = on_timeline
         self.on_runner_event = on_runner_event
         self.cancel = cancel or CancelToken()
+        self._strays_checked = False
 
     # public entry points --------------------------------------------------------------------
 
@@ -512,7 +513,9 @@ class Engine:
         run_dir = ensure_private_dir(self.settings.runs_dir / incident_id / f"{number:02d}-{ids[0]}")
         evidence_root = ensure_private_dir(self.settings.evidence_dir)
         ensure_private_dir(evidence_root / incident_id)
-        self._quarantine_strays(evidence_root)
+        if not self._strays_checked:  # crash leftovers: once per process, not on every batch
+            self._strays_checked = True
+            self._quarantine_strays(evidence_root)
         self._event(
             incident_id,
             "batch_started",

@@ -111,7 +111,9 @@ class AlertStore:
         self.batch_wait = batch_wait
         self.max_batch = max_batch
         self.busy_timeout = busy_timeout
-        self._pending: queue.SimpleQueue[tuple[Sequence[Intake], _Target] | None] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[tuple[Sequence[Intake], Future[list[Decision]]] | None] = (
+            queue.SimpleQueue()
+        )
         self._db = self._connect()
         self._reader = self._connect()
         self._reader_lock = threading.Lock()
@@ -252,7 +254,7 @@ class AlertStore:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Sequence[Intake], _Target]]) -> None:
+    def _commit(self, batch: list[tuple[Sequence[Intake], Future[list[Decision]]]]) -> None:
         outcomes: list[list[Decision] | BaseException]
         try:
             outcomes = list(self._transaction(self._db, [intakes for intakes, _ in batch]))
@@ -524,22 +526,12 @@ class AlertStore:
             self._reader.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
 
 
-_Target = Future[list[Decision]] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[list[Decision]]"]
-
-
-def _settle(targets: list[_Target], outcomes: list[list[Decision] | BaseException]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[Decision]], Any]]] = {}
-    for target, outcome in zip(targets, outcomes, strict=True):
-        if isinstance(target, Future):
-            if isinstance(outcome, BaseException):
-                target.set_exception(outcome)
-            else:
-                target.set_result(outcome)
+def _settle(futures: list[Future[list[Decision]]], outcomes: list[list[Decision] | BaseException]) -> None:
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
         else:
-            by_loop.setdefault(target[0], []).append((target[1], outcome))
-    for loop, pairs in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle_in_loop, pairs)
+            future.set_result(outcome)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
