@@ -62,7 +62,7 @@ def main(rounds: int = 6) -> None:
                             "-p",
                             f"container={cid[:12]}",
                         ]
-                        env = clean_env(RESPONDER_DATA_DIR=str(work / f"data-{i}"))
+                        env = clean_env(RESPONDER_DATA_DIR=str(work / "data"))
                     else:
                         cmd = [sys.executable, "-c", BASELINE, net, cid, str(work / f"pdd-{i}")]
                         env = clean_env()

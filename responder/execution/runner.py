@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import yaml
 
 from responder.errors import RunnerError
+from responder.execution import module_cache
 from responder.execution.ansible_input import (
     StepInvocation,
     build_playbook,
@@ -191,6 +192,12 @@ class AnsibleRunnerExecutor:
             "ANSIBLE_LOCAL_TEMP": str(batch.ansible_local_tmp or root / "tmp"),
             "ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "False",
         }
+        if batch.ansible_local_tmp is not None:
+            envvars.update(
+                module_cache.ansible_env(
+                    module_cache.module_cache_dir(batch.ansible_local_tmp, batch.runbook_dirs), os.environ
+                )
+            )
         if batch.inventory is None:
             # Our own inventory is YAML: skip the host_list, script and auto plugins Ansible would
             # try on it first.
