@@ -33,6 +33,7 @@ from ansible.module_utils.responder_docker import (
     compact_utc,
     evidence_dir,
     exit_cleanly_on_termination,
+    stream_api_to_evidence,
     stream_command_to_evidence,
     summary,
     utc_now,
@@ -173,9 +174,15 @@ def main():
             pause_start = time.monotonic()
             started = utc_now()
             try:
-                record(stream_command_to_evidence([docker.binary, "export", "--", cid], directory,
-                                                  prefix + "-rootfs.tar"),
-                       "filesystem", "docker export" + (" (paused)" if paused else " (not paused)"), started)
+                how = " (paused)" if paused else " (not paused)"
+                if docker.use_api:  # the same tar stream, without the CLI copying it through a pipe
+                    item = stream_api_to_evidence(docker, "/containers/%s/export" % cid, directory,
+                                                  prefix + "-rootfs.tar")
+                    how += ", Engine API GET /containers/ID/export"
+                else:
+                    item = stream_command_to_evidence([docker.binary, "export", "--", cid], directory,
+                                                      prefix + "-rootfs.tar")
+                record(item, "filesystem", "docker export" + how, started)
             finally:
                 if paused:
                     docker.run(["unpause", "--", cid])

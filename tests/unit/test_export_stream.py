@@ -1,0 +1,140 @@
+"""The filesystem export read straight from the Engine API socket into an evidence file.
+
+A small HTTP server on a unix socket plays dockerd so that the stream's bad endings (cut short,
+stalled, an error status) happen on cue; the happy path against the real dockerd is covered by
+the integration tests and B5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import socket
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+ID = "0123456789ab"
+
+
+def _load_module_utils() -> types.ModuleType:
+    """runbooks/module_utils/responder_docker.py as Ansible would ship it (it imports nothing of ours)."""
+    spec = importlib.util.spec_from_file_location(
+        "responder_docker_under_test", REPO / "runbooks" / "module_utils" / "responder_docker.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rd = _load_module_utils()
+
+
+@pytest.fixture
+def fake_dockerd(tmp_path: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], object]]:
+    """Serve one connection on a unix socket with `behaviour`; returns a Docker pointed at it."""
+    path = str(tmp_path / "docker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    threads: list[threading.Thread] = []
+
+    def start(behaviour: Callable[[socket.socket], None]) -> object:
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                behaviour(conn)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        threads.append(thread)
+        docker = rd.Docker()
+        docker.SOCKET = path
+        return docker
+
+    yield start
+    server.close()
+    for thread in threads:
+        thread.join(timeout=5)
+
+
+def _chunked(conn: socket.socket, parts: list[bytes], finish: bool) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for part in parts:
+        conn.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+    if finish:
+        conn.sendall(b"0\r\n\r\n")
+
+
+def _evidence_dir(tmp_path: Path) -> str:
+    directory = tmp_path / "evidence"
+    directory.mkdir(mode=0o700)
+    return str(directory)
+
+
+def test_whole_stream_is_hashed_and_committed(fake_dockerd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    parts = [os.urandom(70_000), os.urandom(3), os.urandom(1 << 20)]
+    docker = fake_dockerd(lambda conn: _chunked(conn, parts, finish=True))
+    item = rd.stream_api_to_evidence(
+        docker, "/containers/x/export", _evidence_dir(tmp_path), f"{ID}-1Z-rootfs.tar"
+    )
+    whole = b"".join(parts)
+    assert item["sha256"] == hashlib.sha256(whole).hexdigest() and item["size"] == len(whole)
+    assert Path(item["path"]).read_bytes() == whole
+    assert oct(os.stat(item["path"]).st_mode & 0o777) == oct(0o400)
+
+
+def test_stream_cut_short_leaves_nothing_under_the_final_name(fake_dockerd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docker = fake_dockerd(lambda conn: _chunked(conn, [os.urandom(50_000)], finish=False))
+    directory = _evidence_dir(tmp_path)
+    with pytest.raises(rd.DockerError, match="cut short after"):
+        rd.stream_api_to_evidence(docker, "/containers/x/export", directory, f"{ID}-1Z-rootfs.tar")
+    assert os.listdir(directory) == []
+
+
+def test_stalled_stream_times_out_and_cleans_up(fake_dockerd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    release = threading.Event()
+
+    def stall(conn: socket.socket) -> None:
+        _chunked(conn, [b"x" * 1000], finish=False)
+        release.wait(10)
+
+    docker = fake_dockerd(stall)
+    directory = _evidence_dir(tmp_path)
+    try:
+        with pytest.raises(rd.DockerError, match=r"stalled: no data for 0\.5s") as caught:
+            rd.stream_api_to_evidence(
+                docker, "/containers/x/export", directory, f"{ID}-1Z-rootfs.tar", inactivity_timeout=0.5
+            )
+        assert caught.value.reason == "docker_timeout"
+    finally:
+        release.set()
+    assert os.listdir(directory) == []
+
+
+def test_error_status_is_dockers_message(fake_dockerd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    body = b'{"message":"No such container: x"}'
+
+    def refuse(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+
+    docker = fake_dockerd(refuse)
+    directory = _evidence_dir(tmp_path)
+    with pytest.raises(rd.DockerError, match="No such container: x"):
+        rd.stream_api_to_evidence(docker, "/containers/x/export", directory, f"{ID}-1Z-rootfs.tar")
+    assert os.listdir(directory) == []
