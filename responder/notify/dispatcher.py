@@ -90,6 +90,9 @@ class SlackNotifier:
         self.sent = 0
         self.failed = 0
         self._roots: dict[str, tuple[str, str]] = {}  # incident -> (channel id, root ts)
+        # Set when close() gives up waiting: the worker then makes no further attempt, so a
+        # hanging Slack costs at most the request in flight, not a retry schedule after exit.
+        self._abandoned = threading.Event()
         self._thread = threading.Thread(target=self._work, name="responder-slack", daemon=True)
         self._thread.start()
 
@@ -106,6 +109,7 @@ class SlackNotifier:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             return 0
+        self._abandoned.set()
         left: list[Event] = []
         while True:
             try:
@@ -114,6 +118,7 @@ class SlackNotifier:
                 break
             if item is not _STOP:
                 left.append(item)
+        self.queue.put(_STOP)  # drained with the rest: the worker must still find it
         timeline = Timeline(self.database, Redactor([self.secret]))
         for event in left:
             self.failed += 1
@@ -133,7 +138,7 @@ class SlackNotifier:
         self._timeline = Timeline(self.database, Redactor([self.secret]))
         while True:
             item = self.queue.get()
-            if item is _STOP:
+            if item is _STOP or self._abandoned.is_set():
                 return
             try:
                 self._handle(item)
@@ -212,7 +217,7 @@ class SlackNotifier:
         attempts = rate_waits = 0
         ambiguous = False
         current = message
-        while True:
+        while not self._abandoned.is_set():
             try:
                 if ambiguous and lookup is not None:
                     found = lookup()
@@ -230,7 +235,8 @@ class SlackNotifier:
                 if exc.kind == "retry_after" and rate_waits < self.policy.max_rate_limit_waits:
                     rate_waits += 1
                     attempts -= 1  # honouring a rate limit is not a failed attempt
-                    time.sleep(exc.retry_after)
+                    if self._abandoned.wait(exc.retry_after):
+                        return None
                     continue
                 if exc.kind == "too_long" and current is message:
                     current = Message(
@@ -246,7 +252,8 @@ class SlackNotifier:
                         incident_id, current, role, str(exc), attempts, exc.kind == "permanent"
                     )
                 delay = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1))
-                time.sleep(delay * (0.5 + random.random() / 2))
+                if self._abandoned.wait(delay * (0.5 + random.random() / 2)):
+                    return None  # close() gave up on us and recorded this message as not delivered
 
     def _record_sent(
         self,

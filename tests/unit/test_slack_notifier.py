@@ -174,6 +174,11 @@ def test_hanging_slack_is_abandoned_at_exit_and_recorded(tmp_path: Path) -> None
         assert time.monotonic() - start < 0.5
         left = notifier.close(1.5)
         assert left >= 1 and time.monotonic() - start < 3
+        calls = len(slack.state.calls)
+        # abandoned: the request in flight times out (1 s) and nothing more is tried
+        notifier._thread.join(3)
+        assert not notifier._thread.is_alive()
+        assert len(slack.state.calls) == calls
     assert events_of(tl, "notification_failed")
 
 
