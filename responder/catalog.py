@@ -39,6 +39,9 @@ class Action:
     undo: str = ""  # how to undo it, in words ("" if it cannot be undone)
     undo_action: str | None = None  # the action `responder release` runs to undo it
     undo_with: Mapping[str, Any] = field(default_factory=dict)  # its arguments, templated over `outputs`
+    # List outputs that undo gathers from every attempt of the step, not only the last, keyed by
+    # an item field: a retried isolation sees only the networks an earlier attempt did not cut.
+    undo_gather: Mapping[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
@@ -134,8 +137,16 @@ def _load_action(role_dir: Path) -> Action:
     undo = meta.get("undo") or {}
     if isinstance(undo, str):
         undo = {"description": undo}
-    if not isinstance(undo, dict) or set(undo) - {"description", "action", "with"}:
-        raise ConfigError(f"{meta_path}: undo takes description, action and with")
+    if not isinstance(undo, dict) or set(undo) - {"description", "action", "with", "gather"}:
+        raise ConfigError(f"{meta_path}: undo takes description, action, with and gather")
+    gather = undo.get("gather") or {}
+    if not isinstance(gather, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in gather.items()
+    ):
+        raise ConfigError(
+            f"{meta_path}: undo.gather maps a list output to the item field that identifies an entry, "
+            "e.g. {networks: name}"
+        )
     return Action(
         name=role_dir.name,
         path=role_dir,
@@ -145,6 +156,7 @@ def _load_action(role_dir: Path) -> Action:
         undo=_text(undo.get("description", "")),
         undo_action=undo.get("action"),
         undo_with=dict(undo.get("with") or {}),
+        undo_gather=dict(gather),
         requires=tuple(meta.get("requires") or ()),
         outputs=dict(meta.get("outputs") or {}),
         example=dict(meta.get("example") or {}),

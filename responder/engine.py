@@ -300,10 +300,10 @@ class Engine:
             raise StateError("say why the containment is being reversed (--reason): it goes on the timeline")
         playbook = self._playbook_for(incident, check_hash=False)
         ledger = self.timeline.steps(incident_id)
-        host_outputs: dict[str, dict[str, Any]] = {}
+        attempts: dict[str, list[dict[str, Any]]] = {}  # step -> each attempt's outputs by host
         for event in self.timeline.events(incident_id):
             if event.kind == "step_finished" and event.step and isinstance(event.data.get("outputs"), dict):
-                host_outputs[event.step] = dict(event.data["outputs"])
+                attempts.setdefault(event.step, []).append(dict(event.data["outputs"]))
         self._event(
             incident_id,
             "release_requested",
@@ -322,7 +322,8 @@ class Engine:
                 continue
             undo = self.catalog.get(action.undo_action)
             assert undo is not None  # load_catalog refuses unknown undo actions
-            for index, (host, recorded) in enumerate(sorted(host_outputs.get(step.id, {}).items())):
+            merged = _merge_attempts(attempts.get(step.id, []), action.undo_gather)
+            for index, (host, recorded) in enumerate(sorted(merged.items())):
                 if not re.fullmatch(HOST_PATTERN, host):
                     raise StateError(f"host name {host!r} recorded for step {step.id} cannot be targeted")
                 context = {
@@ -934,3 +935,25 @@ class Engine:
         event = self.timeline.append(incident_id, kind, message, step=step, host=host, actor=actor, data=data)
         self.on_timeline(event)
         return event
+
+
+def _merge_attempts(attempts: list[dict[str, Any]], gather: Mapping[str, str]) -> dict[str, Any]:
+    """Per host, the last attempt's outputs; for each list output named in `gather`, the entries of
+    every attempt, the earliest record of each key first (it saw the state before anything changed)."""
+    merged: dict[str, Any] = {}
+    for outputs in attempts:
+        for host, recorded in outputs.items():
+            if isinstance(recorded, dict):
+                merged[host] = dict(recorded)
+    for name, key in gather.items():
+        for host in merged:
+            seen: dict[Any, Any] = {}
+            for outputs in attempts:
+                items = (outputs.get(host) or {}).get(name) if isinstance(outputs.get(host), dict) else None
+                for item in items if isinstance(items, list) else []:
+                    ident = item.get(key) if isinstance(item, dict) else None
+                    if ident is not None and ident not in seen:
+                        seen[ident] = item
+            if seen:
+                merged[host][name] = list(seen.values())
+    return merged

@@ -73,6 +73,17 @@ def compact_utc():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+# What the docker CLI prints when the daemon is not there or drops the connection mid-call
+# (restarting): the step is then retried after a pause instead of failing for good.
+_UNAVAILABLE = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+    "error during connect",
+    "connection reset by peer",
+    "broken pipe",
+)
+
+
 class _UnixHTTPConnection(HTTPConnection if HTTPConnection else object):
     def __init__(self, path, timeout):
         HTTPConnection.__init__(self, "localhost", timeout=timeout)
@@ -111,8 +122,8 @@ class Docker(object):
             raise DockerError(
                 "docker API did not answer GET %s within %ss" % (path, self.timeout), "docker_timeout"
             )
-        except (OSError, IOError) as exc:
-            raise DockerError("docker unavailable: %s" % exc, "docker_unavailable")
+        except (OSError, IOError, HTTPException) as exc:  # refused, reset, or cut off mid-answer
+            raise DockerError("docker unavailable: %s" % (exc or exc.__class__.__name__), "docker_unavailable")
         finally:
             conn.close()
         if response.status >= 400:
@@ -173,7 +184,7 @@ class Docker(object):
         err = proc.stderr.decode("utf-8", "replace").strip()
         if proc.returncode != 0:
             lowered = err.lower()
-            if "cannot connect to the docker daemon" in lowered or "is the docker daemon running" in lowered:
+            if any(sign in lowered for sign in _UNAVAILABLE):
                 raise DockerError("docker unavailable: %s" % err, "docker_unavailable")
             raise DockerError("docker %s failed: %s" % (args[0], err or "exit %d" % proc.returncode))
         return out

@@ -1,20 +1,23 @@
-"""Fault #31: dockerd unreachable when the run starts. The step fails fast with "docker
-unavailable", the incident is `blocked` while responder waits with backoff, and the run goes on
-once the daemon answers again, or fails after the last retry. Real dockerd behind a socket this
-test opens late (the run reaches it through DOCKER_HOST)."""
+"""Faults #31 and #32: dockerd unreachable when the run starts, or dropping the connection in
+the middle of an isolation. The step fails fast with "docker unavailable", the incident is
+`blocked` while responder waits with backoff, and the run goes on once the daemon answers again
+(re-inspecting, so work already done is not redone), or fails after the last retry. Real dockerd
+behind sockets these tests control (the run reaches them through DOCKER_HOST)."""
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import sqlite3
+import struct
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Docker, incident_id, run_cli
+from tests.conftest import IMAGE, Docker, incident_id, run_cli
 
 pytestmark = pytest.mark.integration
 PLAYBOOK = (
@@ -131,3 +134,121 @@ def test_gives_up_after_the_last_retry(docker: Docker, data_dir: Path, tmp_path:
     assert kinds.count("incident_blocked") == 2 and "docker_unavailable" in kinds
     status = sqlite3.connect(data_dir / "timeline.db").execute("SELECT status FROM incidents").fetchone()[0]
     assert status == "failed"
+
+
+class DroppingDockerSocket:
+    """Forwards to the real dockerd, but drops the connection that carries the first network
+    disconnect right after dockerd has done it (as a daemon restart would), then refuses every
+    connection for `down` seconds."""
+
+    def __init__(self, path: Path, down: float) -> None:
+        self.path = path
+        self.down = down
+        self.dropped_at: float | None = None
+        self.stop = threading.Event()
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(16)
+        self.server.settimeout(0.2)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            if self.dropped_at is not None and time.monotonic() - self.dropped_at < self.down:
+                self._reset(client)
+                continue
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+        self.server.close()
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    def _drop_after_answer(self, client: socket.socket, upstream: socket.socket, data: bytes) -> None:
+        """Pass the request on (its body may follow in later writes) until dockerd answers, then
+        reset the client instead of handing it the answer."""
+        upstream.sendall(data)
+        while True:
+            ready, _, _ = select.select([client, upstream], [], [], 30)
+            if not ready:
+                break
+            if upstream in ready:  # dockerd has answered: the disconnect is done
+                break
+            more = client.recv(65536)
+            if not more:
+                break
+            upstream.sendall(more)
+        self.dropped_at = time.monotonic()
+        self._reset(client)
+        upstream.close()
+
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect("/var/run/docker.sock")
+        back = threading.Thread(target=LateDockerSocket._pump, args=(upstream, client), daemon=True)
+        try:
+            while data := client.recv(65536):
+                if self.dropped_at is None and b"/disconnect" in data:
+                    self._drop_after_answer(client, upstream, data)
+                    return
+                if not back.is_alive():
+                    back.start()
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            if not back.is_alive():
+                upstream.close()
+
+
+def test_daemon_drop_mid_isolation_is_retried_and_release_restores_every_network(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    """Fault #32: the connection drops during the disconnect and dockerd stays away for a moment.
+    The step keeps what it recorded, the incident is `blocked`, the retry re-inspects and cuts
+    only what is left, and release reconnects both networks with their aliases."""
+    first, second = sorted([docker.network("dropa"), docker.network("dropb")])
+    victim = docker.name("drop")
+    docker("create", "--name", victim, "--network", first, "--network-alias", "web-a", IMAGE, "sleep", "3600")
+    docker.containers.append(victim)
+    docker("network", "connect", "--alias", "web-b", second, victim)
+    docker("start", victim)
+    playbook = tmp_path / "down.yml"
+    playbook.write_text(PLAYBOOK)
+    config = tmp_path / "c.toml"
+    config.write_text("docker_retry = [1, 1, 1, 1, 1, 1]\n")
+    proxy = DroppingDockerSocket(tmp_path / "docker.sock", down=2.0)
+    try:
+        result = run_cli(
+            "--config",
+            str(config),
+            "run",
+            str(playbook),
+            "-p",
+            f"container={victim}",
+            data_dir=data_dir,
+            env={"DOCKER_HOST": f"unix://{proxy.path}"},
+        )
+    finally:
+        proxy.stop.set()
+        proxy.thread.join(timeout=5)
+    assert proxy.dropped_at is not None, "the disconnect never went through the proxy"
+    assert result.returncode == 0, result.output
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
+    incident = incident_id(result.stdout)
+    events = _events(data_dir, incident)
+    kinds = [k for k, _ in events]
+    assert "incident_blocked" in kinds
+    failed = [m for k, m in events if k == "step_finished" and "failed" in m]
+    assert failed and "docker unavailable" in failed[0]
+    released = run_cli("release", incident, "--reason", "false positive", data_dir=data_dir)
+    assert released.returncode == 0, released.output
+    networks = docker.inspect(victim)["NetworkSettings"]["Networks"]
+    assert sorted(networks) == [first, second]
+    assert "web-a" in (networks[first]["Aliases"] or []) and "web-b" in (networks[second]["Aliases"] or [])

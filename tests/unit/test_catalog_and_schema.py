@@ -80,3 +80,33 @@ def test_duplicate_action_names_fail_loudly(tmp_path: Path) -> None:
     (other / "argument_specs.yml").write_text("argument_specs:\n  main:\n    options: {}\n")
     with pytest.raises(ConfigError, match="defined twice"):
         load_catalog([tmp_path / "runbooks", shipped_dir("runbooks")])
+
+
+def test_undo_gather_must_name_an_item_key(tmp_path: Path) -> None:
+    meta = tmp_path / "runbooks" / "cut_thing" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "argument_specs.yml").write_text("argument_specs:\n  main:\n    options: {}\n")
+    (meta / "responder.yml").write_text("undo:\n  action: cut_thing\n  gather: [networks]\n")
+    catalog = load_catalog([tmp_path / "runbooks"])
+    with pytest.raises(ConfigError, match=r"undo.gather maps a list output to the item field"):
+        catalog.get("cut_thing")
+    (meta / "responder.yml").write_text("undo:\n  action: cut_thing\n  gather: {networks: name}\n")
+    action = load_catalog([tmp_path / "runbooks"]).get("cut_thing")
+    assert action is not None and dict(action.undo_gather) == {"networks": "name"}
+
+
+def test_release_gathers_records_from_every_attempt() -> None:
+    from responder.engine import _merge_attempts
+
+    a = {"name": "a", "aliases": ["web-a"]}
+    b = {"name": "b", "aliases": ["web-b"]}
+    b_later = {"name": "b", "aliases": ["changed"]}
+    attempts = [
+        {"h1": {"container_id": "x", "networks": [a, b]}},  # failed after cutting a
+        {"h1": {"container_id": "x", "networks": [b_later], "verified": True}, "h2": {"networks": []}},
+    ]
+    merged = _merge_attempts(attempts, {"networks": "name"})
+    assert merged["h1"]["networks"] == [a, b]  # the earliest record of each network
+    assert merged["h1"]["verified"] is True  # everything else from the last attempt
+    assert merged["h2"] == {"networks": []}
+    assert _merge_attempts(attempts, {})["h1"]["networks"] == [b_later]

@@ -104,7 +104,15 @@ def main():
         except DockerError as exc:
             # A retried run, or a daemon restart mid-run, may find it already gone: re-inspect
             # rather than trust either the error or our own bookkeeping.
-            current = (docker.inspect(cid).get("NetworkSettings") or {}).get("Networks") or {}
+            try:
+                current = (docker.inspect(cid).get("NetworkSettings") or {}).get("Networks") or {}
+            except DockerError as again:  # the daemon is gone for now: keep the record, retry later
+                module.fail_json(
+                    msg="could not disconnect %s from %s (%s), nor check whether it was: %s"
+                    % (cid[:12], record["name"], exc, again),
+                    reason=again.reason,
+                    output=dict(output, disconnected=disconnected),
+                )
             if record["name"] in current:
                 module.fail_json(
                     msg="could not disconnect %s from %s: %s" % (cid[:12], record["name"], exc),
@@ -112,7 +120,11 @@ def main():
                     output=dict(output, disconnected=disconnected),
                 )
 
-    after = docker.inspect(cid)
+    try:
+        after = docker.inspect(cid)
+    except DockerError as exc:
+        module.fail_json(msg="isolation not verified: %s" % exc, reason=exc.reason,
+                         output=dict(output, disconnected=disconnected))
     left = sorted(((after.get("NetworkSettings") or {}).get("Networks") or {}).keys())
     # NetworkSettings.Ports is what `docker port` prints, recomputed by the daemon on disconnect.
     ports_after = published(after)
