@@ -563,6 +563,7 @@ class Engine:
                 inventory=incident.inventory,
                 limit=incident.host_limit,
                 ansible_local_tmp=ensure_private_dir(self.settings.data_dir / "ansible-local"),
+                target_env=self._target_env(),
             ),
             on_event,
             self.cancel,
@@ -758,6 +759,10 @@ class Engine:
             "incident": {"id": incident_id, "playbook": playbook.name},
         }
 
+    def _target_env(self) -> dict[str, str]:
+        """Environment for the modules on each target (read by runbooks/module_utils)."""
+        return {"RESPONDER_DOCKER_TIMEOUT": f"{self.settings.docker_call_timeout:g}"}
+
     def _ansible_context(self, incident_id: str) -> dict[str, Any]:
         return {
             "incident": incident_id,
@@ -843,6 +848,7 @@ class Engine:
                 limit=request.limit,
                 check_mode=True,
                 ansible_local_tmp=ensure_private_dir(self.settings.data_dir / "ansible-local"),
+                target_env=self._target_env(),
             ),
             self.on_runner_event,
             self.cancel,

@@ -24,9 +24,13 @@ _CONFIG_KEYS = {
     "slack",
     "server",
     "docker_retry",
+    "docker_call_timeout",
 }
 # Seconds between attempts when dockerd is unreachable on a target (about a minute in all).
 DEFAULT_DOCKER_RETRY = (2.0, 4.0, 8.0, 16.0, 30.0)
+# Seconds one Docker call on a target may take before the step fails (a daemon that accepts the
+# connection and never answers must not hold the step, or a webhook worker, until its step timeout).
+DEFAULT_DOCKER_CALL_TIMEOUT = 60.0
 SERVER_KEYS = {"host", "port", "workers", "grace", "token_file", "hmac_secret_file"}
 SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
 
@@ -41,6 +45,7 @@ class Settings:
     slack: Mapping[str, Any] = field(default_factory=dict)
     server: Mapping[str, Any] = field(default_factory=dict)
     docker_retry: tuple[float, ...] = DEFAULT_DOCKER_RETRY
+    docker_call_timeout: float = DEFAULT_DOCKER_CALL_TIMEOUT
 
     @property
     def database(self) -> Path:
@@ -117,6 +122,9 @@ def _read_config(path: Path | None) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: docker_retry must be a list of seconds (0 to 600), e.g. [2, 4, 8, 16, 30]"
         )
+    call = data.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)
+    if isinstance(call, bool) or not isinstance(call, int | float) or not 1 <= call <= 3600:
+        raise ConfigError(f"{path}: docker_call_timeout must be seconds from 1 to 3600, got {call!r}")
     for key in ("host", "token_file", "hmac_secret_file"):
         if key in server and not isinstance(server[key], str):
             raise ConfigError(f"{path}: [server] {key} must be a string, got {server[key]!r}")
@@ -145,6 +153,7 @@ def load_settings(
         slack=dict(cfg.get("slack", {})),
         server=dict(cfg.get("server", {})),
         docker_retry=tuple(float(v) for v in cfg.get("docker_retry", DEFAULT_DOCKER_RETRY)),
+        docker_call_timeout=float(cfg.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)),
     )
 
 

@@ -68,8 +68,13 @@ def _secret_expr(step_id: str, arg: str) -> str:
     )
 
 
-def build_playbook(steps: Sequence[StepInvocation]) -> list[dict[str, Any]]:
-    """One play per step, so events name their step and a failed host drops out of later steps."""
+def build_playbook(
+    steps: Sequence[StepInvocation], environment: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One play per step, so events name their step and a failed host drops out of later steps.
+
+    `environment` comes from responder's own settings (never from params or alerts) and is set
+    for every module of every play, over SSH as on the local connection."""
     plays: list[dict[str, Any]] = []
     for step in steps:
         role_vars: dict[str, str] = {
@@ -96,14 +101,15 @@ def build_playbook(steps: Sequence[StepInvocation]) -> list[dict[str, Any]]:
                     "ansible.builtin.meta": "clear_host_errors",
                 }
             ]
-        plays.append(
-            {
-                "name": f"{STEP_PLAY_PREFIX}{step.step_id}",
-                "hosts": step.hosts,
-                "gather_facts": False,
-                "tasks": [block],
-            }
-        )
+        play: dict[str, Any] = {
+            "name": f"{STEP_PLAY_PREFIX}{step.step_id}",
+            "hosts": step.hosts,
+            "gather_facts": False,
+        }
+        if environment:
+            play["environment"] = dict(environment)
+        play["tasks"] = [block]
+        plays.append(play)
     return plays
 
 

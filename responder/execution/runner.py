@@ -89,6 +89,9 @@ class Batch:
     # Ansible's local temp dir, which holds its AnsiballZ module cache: kept across runs, so a
     # module is zipped once rather than on every incident.
     ansible_local_tmp: Path | None = None
+    # Set for the modules on the targets through each play's `environment` (never secrets: a
+    # process environment is readable in /proc by the same user).
+    target_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class AnsibleRunnerExecutor:
         for sub in ("project", "env", "inventory"):
             (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(root, 0o700)
-        playbook = build_playbook(batch.steps)
+        playbook = build_playbook(batch.steps, batch.target_env)
         _write(root / "project" / "main.yml", yaml.safe_dump(playbook, sort_keys=False, width=1 << 20))
         responder_vars: dict[str, Any] = dict(batch.context)
         responder_vars["steps"] = {s.step_id: dict(s.args) for s in batch.steps}

@@ -84,6 +84,16 @@ _UNAVAILABLE = (
 )
 
 
+def call_timeout():
+    """Seconds one Docker call may take: RESPONDER_DOCKER_TIMEOUT (set by responder from its
+    docker_call_timeout setting for every play), else 60."""
+    try:
+        value = float(os.environ.get("RESPONDER_DOCKER_TIMEOUT") or 60)
+    except ValueError:
+        value = 60.0
+    return value if 1 <= value <= 3600 else 60.0
+
+
 class _UnixHTTPConnection(HTTPConnection if HTTPConnection else object):
     def __init__(self, path, timeout):
         HTTPConnection.__init__(self, "localhost", timeout=timeout)
@@ -105,9 +115,9 @@ class Docker(object):
 
     SOCKET = "/var/run/docker.sock"
 
-    def __init__(self, binary="docker", timeout=60):
+    def __init__(self, binary="docker", timeout=None):
         self.binary = binary
-        self.timeout = timeout
+        self.timeout = timeout or call_timeout()
         self.use_api = (
             HTTPConnection is not None and not os.environ.get("DOCKER_HOST") and os.path.exists(self.SOCKET)
         )
@@ -120,7 +130,7 @@ class Docker(object):
             body = response.read().decode("utf-8", "replace")
         except socket.timeout:
             raise DockerError(
-                "docker API did not answer GET %s within %ss" % (path, self.timeout), "docker_timeout"
+                "docker API did not answer GET %s within %gs" % (path, self.timeout), "docker_timeout"
             )
         except (OSError, IOError, HTTPException) as exc:  # refused, reset, or cut off mid-answer
             raise DockerError("docker unavailable: %s" % (exc or exc.__class__.__name__), "docker_unavailable")
@@ -134,12 +144,13 @@ class Docker(object):
             raise DockerError("docker API GET %s: %s" % (path, message.strip()))
         return json.loads(body)
 
-    def api_stream(self, path, inactivity_timeout=300):
+    def api_stream(self, path, inactivity_timeout=None):
         """GET `path`; returns (connection, response) for the caller to read in chunks and close.
 
         The export stream comes straight from dockerd's socket into the evidence writer: no CLI
         process copying it through a pipe, which on a busy host is one copy too many.
         """
+        inactivity_timeout = inactivity_timeout or self.timeout
         conn = _UnixHTTPConnection(self.SOCKET, inactivity_timeout)
         try:
             conn.request("GET", path)
@@ -153,7 +164,7 @@ class Docker(object):
                 raise DockerError("docker API GET %s: %s" % (path, message.strip()))
         except socket.timeout:
             conn.close()
-            raise DockerError("docker API did not answer GET %s within %ss" % (path, inactivity_timeout),
+            raise DockerError("docker API did not answer GET %s within %gs" % (path, inactivity_timeout),
                               "docker_timeout")
         except (OSError, IOError) as exc:
             conn.close()
@@ -178,7 +189,7 @@ class Docker(object):
             raise DockerError("docker CLI not found on this host (%s)" % self.binary, "docker_unavailable")
         except subprocess.TimeoutExpired:
             raise DockerError(
-                "docker %s did not answer within %ss" % (args[0], timeout or self.timeout), "docker_timeout"
+                "docker %s did not answer within %gs" % (args[0], timeout or self.timeout), "docker_timeout"
             )
         out = proc.stdout.decode("utf-8", "replace")
         err = proc.stderr.decode("utf-8", "replace").strip()
@@ -466,10 +477,11 @@ def stream_command_to_evidence(argv, directory, name, timeout=3600):
         raise
 
 
-def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=300):
+def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=None):
     """An Engine API GET (`docker export` is /containers/ID/export), hashed into an evidence file."""
     writer = EvidenceWriter(directory, name)
     try:
+        inactivity_timeout = inactivity_timeout or docker.timeout
         conn, response = docker.api_stream(path, inactivity_timeout)
         try:
             buffer = bytearray(CHUNK)
@@ -478,7 +490,7 @@ def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=300
                 try:
                     count = response.readinto(buffer)
                 except socket.timeout:
-                    raise DockerError("docker API GET %s stalled: no data for %ss" % (path, inactivity_timeout),
+                    raise DockerError("docker API GET %s stalled: no data for %gs" % (path, inactivity_timeout),
                                       "docker_timeout")
                 except HTTPException as exc:  # dockerd closed the stream early: container gone, daemon died
                     raise DockerError("docker API GET %s cut short after %d bytes (%s)" % (

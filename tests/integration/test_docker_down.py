@@ -252,3 +252,59 @@ def test_daemon_drop_mid_isolation_is_retried_and_release_restores_every_network
     networks = docker.inspect(victim)["NetworkSettings"]["Networks"]
     assert sorted(networks) == [first, second]
     assert "web-a" in (networks[first]["Aliases"] or []) and "web-b" in (networks[second]["Aliases"] or [])
+
+
+def test_a_daemon_that_never_answers_fails_the_step_at_the_call_timeout(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    """Fault #34: dockerd accepts the connection and never answers. Each Docker call on the
+    target gives up after docker_call_timeout; the step fails saying so, with no retry storm and
+    no wait for the step's own (much longer) timeout."""
+    victim = docker.container("hung")
+    path = tmp_path / "hung.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_ignore() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_ignore, daemon=True)
+    thread.start()
+    playbook = tmp_path / "down.yml"
+    playbook.write_text(PLAYBOOK)
+    config = tmp_path / "c.toml"
+    config.write_text("docker_call_timeout = 2\ndocker_retry = [1, 1]\n")
+    try:
+        started = time.monotonic()
+        result = run_cli(
+            "--config",
+            str(config),
+            "run",
+            str(playbook),
+            "-p",
+            f"container={victim}",
+            data_dir=data_dir,
+            env={"DOCKER_HOST": f"unix://{path}"},
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for sock in held:
+            sock.close()
+        server.close()
+    assert result.returncode == 3, result.output
+    assert "did not answer within 2s" in result.stdout
+    assert elapsed < 30, elapsed  # well under any step timeout: the call gave up after 2 s
+    assert held, "the run never reached the hung daemon"
+    kinds = [k for k, _ in _events(data_dir, incident_id(result.stdout))]
+    assert "incident_blocked" not in kinds  # a hung daemon is a failure to look at, not a retry loop
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"]  # nothing was done

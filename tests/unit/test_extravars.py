@@ -50,3 +50,10 @@ def test_secret_arguments_read_from_the_secrets_file() -> None:
     include = build_playbook([step])[0]["tasks"][0]["block"][0]
     assert "responder.secrets_file" in include["vars"]["token"]
     assert include["no_log"] is True
+
+
+def test_target_environment_is_set_on_every_play() -> None:
+    steps = [StepInvocation(s, "isolate_network", {"container": "c"}, {}) for s in ("a", "b")]
+    plays = build_playbook(steps, {"RESPONDER_DOCKER_TIMEOUT": "5"})
+    assert [p["environment"] for p in plays] == [{"RESPONDER_DOCKER_TIMEOUT": "5"}] * 2
+    assert "environment" not in build_playbook(steps)[0]

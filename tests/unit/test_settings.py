@@ -72,3 +72,18 @@ def test_server_section_is_read(tmp_path: Path) -> None:
         "grace": 12.5,
         "token_file": "/etc/t",
     }
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "7200", "true", '"60"'])
+def test_docker_call_timeout_is_checked(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"docker_call_timeout = {value}\n")
+    with pytest.raises(ConfigError, match="docker_call_timeout must be seconds from 1 to 3600"):
+        load_settings(config=str(config), environ={})
+
+
+def test_docker_call_timeout_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("docker_call_timeout = 15\n")
+    assert load_settings(config=str(config), environ={}).docker_call_timeout == 15.0
+    assert load_settings(environ={"RESPONDER_DATA_DIR": str(tmp_path)}).docker_call_timeout == 60.0

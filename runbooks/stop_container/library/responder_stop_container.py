@@ -86,7 +86,7 @@ def main():
         if p["kill"]:
             docker.run(["kill", "--", cid])
         else:
-            docker.run(["stop", "-t", str(p["timeout"]), "--", cid], timeout=p["timeout"] + 60)
+            docker.run(["stop", "-t", str(p["timeout"]), "--", cid], timeout=p["timeout"] + docker.timeout)
     except DockerError as exc:
         module.fail_json(msg="stop failed: %s" % exc, reason=exc.reason, output=output)
 
