@@ -360,16 +360,24 @@ def quarantine_stray_partials(root):
     return moved
 
 
-# Start the disk writes of a large evidence file while it streams, instead of leaving hundreds of
-# megabytes of dirty pages for the final fsync (with a lot of RAM the kernel would not begin
-# writeback before it). sync_file_range(SYNC_FILE_RANGE_WRITE) only starts the I/O; it does not
-# wait, and durability still comes from the fsync in commit().
+# Write-behind for large evidence files. Every WRITEBACK_EVERY bytes the new range's disk writes
+# are started (sync_file_range WRITE: no wait), and the range before it, by now on its way, is
+# waited for and dropped from the page cache (POSIX_FADV_DONTNEED). Two reasons:
+# - the final fsync does not find hundreds of megabytes of dirty pages to write at once;
+# - a multi-gigabyte export does not push the host's working set (the other containers' files)
+#   out of the page cache, and it keeps reusing the same few megabytes of pages. Fresh pages are
+#   not free: in a VM whose memory is handed back to the hypervisor, first touching them costs
+#   more than the disk write (B5: 1.5 s instead of 0.8 s for 316 MB).
+# Durability still comes from the fsync in commit().
 WRITEBACK_EVERY = 16 * 1024 * 1024
+_SYNC_FILE_RANGE_WAIT_BEFORE = 1
 _SYNC_FILE_RANGE_WRITE = 2
+_SYNC_FILE_RANGE_WAIT_AFTER = 4
+_WAIT_AND_WRITE = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER
 _sync_file_range = None
 
 
-def _start_writeback(fd, offset, length):
+def _sync_range(fd, offset, length, flags):
     global _sync_file_range
     if _sync_file_range is None:
         try:
@@ -382,7 +390,18 @@ def _start_writeback(fd, offset, length):
         except (OSError, AttributeError):  # not Linux/glibc: the final fsync does it all
             _sync_file_range = False
     if _sync_file_range:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+        _sync_file_range(fd, offset, length, flags)
+        return True
+    return False
+
+
+def _drop_cached(fd, offset, length):
+    """Forget written pages (they must be on disk already, or the kernel keeps them)."""
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
 
 
 class EvidenceWriter(object):
@@ -408,6 +427,7 @@ class EvidenceWriter(object):
         self.sha = hashlib.sha256()
         self.size = 0
         self.flushed = 0
+        self.behind = None  # the range whose writeback was started last time: waited for, then dropped
 
     def write(self, chunk):
         self.sha.update(chunk)
@@ -417,11 +437,18 @@ class EvidenceWriter(object):
             written = os.write(self.fd, view)
             view = view[written:]
         if self.size - self.flushed >= WRITEBACK_EVERY:
-            _start_writeback(self.fd, self.flushed, self.size - self.flushed)
+            _sync_range(self.fd, self.flushed, self.size - self.flushed, _SYNC_FILE_RANGE_WRITE)
+            if self.behind is not None:
+                offset, length = self.behind
+                if _sync_range(self.fd, offset, length, _WAIT_AND_WRITE):
+                    _drop_cached(self.fd, offset, length)
+            self.behind = (self.flushed, self.size - self.flushed)
             self.flushed = self.size
 
     def commit(self):
         os.fsync(self.fd)
+        if self.size >= WRITEBACK_EVERY:
+            _drop_cached(self.fd, 0, 0)
         os.close(self.fd)
         self.fd = None
         os.rename(self.partial, self.final)

@@ -131,7 +131,9 @@ def test_interrupted_snapshot_leaves_no_final_file_and_unpauses(
         command=(
             "sh",
             "-c",
-            "dd if=/dev/urandom of=/big bs=1M count=400 2>/dev/null; touch /ready; sleep 3600",
+            # big enough that the export is still running when Ctrl-C lands (it streams at
+            # several hundred MB/s)
+            "dd if=/dev/zero of=/big bs=1M count=1500 2>/dev/null; touch /ready; sleep 3600",
         ),
     )
     deadline = time.monotonic() + 120
