@@ -19,6 +19,70 @@ from ansible.plugins.action import ActionBase
 __metaclass__ = type
 
 NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z0-9_]+\.[a-z.]+$")
+STEP = 16 * 1024 * 1024
+_WAIT_WRITE_WAIT = 1 | 2 | 4  # sync_file_range: WAIT_BEFORE | WRITE | WAIT_AFTER
+_sync_file_range = None
+
+
+def _sync_range(fd, offset, length, flags):
+    global _sync_file_range
+    if _sync_file_range is None:
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).sync_file_range
+            function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _sync_file_range = function
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    return bool(_sync_file_range) and _sync_file_range(fd, offset, length, flags) == 0
+
+
+def _drop(fd, offset, length):
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+def _copy_range(source, target, offset, count):
+    """Up to `count` bytes at `offset`, in the kernel when it can; returns how many were copied."""
+    done = 0
+    while done < count:
+        try:
+            n = os.copy_file_range(source, target, count - done, offset + done, offset + done)
+        except (AttributeError, OSError):
+            data = os.pread(source, min(count - done, 1024 * 1024), offset + done)
+            n = os.pwrite(target, data, offset + done) if data else 0
+        if not n:
+            break
+        done += n
+    return done
+
+
+def copy_write_behind(source_path, target_fd):
+    """The local connection's fetch, done here: the same bytes, copied 16 MiB at a time, each range
+    waited for and dropped from the page cache (both copies) while the next one is copied, like
+    the module wrote it. A multi-gigabyte export then neither fills the controller's page cache
+    nor pays for fresh pages at every megabyte."""
+    source = os.open(source_path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        offset, behind = 0, None
+        while True:
+            n = _copy_range(source, target_fd, offset, STEP)
+            if not n:
+                break
+            _sync_range(target_fd, offset, n, 2)  # start writing it
+            if behind is not None and _sync_range(target_fd, behind[0], behind[1], _WAIT_WRITE_WAIT):
+                _drop(target_fd, behind[0], behind[1])
+                _drop(source, behind[0], behind[1])
+            behind = (offset, n)
+            offset += n
+        if offset != os.fstat(source).st_size:
+            raise AnsibleError("copy of %s stopped at %d bytes" % (source_path, offset))
+    finally:
+        os.close(source)
 
 
 class ActionModule(ActionBase):
@@ -51,8 +115,13 @@ class ActionModule(ActionBase):
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._connection.fetch_file(source, partial)
+                if getattr(self._connection, "transport", None) == "local":
+                    copy_write_behind(source, fd)
+                else:
+                    self._connection.fetch_file(source, partial)
                 os.fsync(fd)  # same inode: the copy is on disk before the engine records it
+                if os.fstat(fd).st_size >= STEP:
+                    _drop(fd, 0, 0)
                 os.chmod(partial, 0o400)
                 os.rename(partial, target)
             except BaseException:

@@ -192,3 +192,46 @@ def test_large_evidence_does_not_stay_in_the_page_cache() -> None:
         for name in os.listdir(directory):
             os.unlink(os.path.join(directory, name))
         os.rmdir(directory)
+
+
+@pytest.mark.parametrize("directory", ["/var/tmp", "/dev/shm"])
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, (8 << 20) + 7, 20_000_001])
+def test_controller_hash_reads_the_stored_bytes(directory: str, size: int) -> None:
+    """O_DIRECT where the filesystem has it (disk), plain reads where it has not (tmpfs); any size."""
+    from responder.evidence import sha256_file
+
+    path = Path(directory) / f"responder-hash-{os.getpid()}"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    try:
+        assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    finally:
+        path.unlink()
+
+
+def test_local_fetch_copies_exactly_and_leaves_little_cached() -> None:
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location(
+        "responder_fetch_under_test", REPO / "runbooks" / "action_plugins" / "responder_fetch_evidence.py"
+    )
+    assert spec and spec.loader
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    directory = tempfile.mkdtemp(dir="/var/tmp")
+    source, target = os.path.join(directory, "source"), os.path.join(directory, "target")
+    try:
+        data = os.urandom((50 << 20) + 12345)
+        Path(source).write_bytes(data)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            plugin.copy_write_behind(source, fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        assert _resident_bytes(target) <= 2 * plugin.STEP  # all but the last ranges dropped
+        assert Path(target).read_bytes() == data
+    finally:
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
