@@ -4,6 +4,8 @@ writable layer of a few hundred MB), alternating in one run. Goal: >= 0.9x the b
 The snapshot side is the module's own export collection on the host (stream, hash, fsync,
 rename, read-only), timed from its started_at to collected_at; the end-to-end CLI time
 (which also fetches the file to the controller and re-hashes it there) is reported beside it.
+Each side starts after a sync; evidence is kept until the end (deleting it between rounds made
+the next run pay for the disk's trims and the VM's page reclaim).
 """
 
 from __future__ import annotations
