@@ -9,6 +9,7 @@ container is always addressed by the full 64-hex ID resolved here.
 
 from __future__ import absolute_import, division, print_function
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -473,10 +474,25 @@ class EvidenceWriter(object):
             os.unlink(self.partial)
 
 
-def stream_command_to_evidence(argv, directory, name, timeout=3600):
-    """Run argv (no shell) with stdout and stderr going, hashed, into one evidence file."""
+@contextlib.contextmanager
+def _evidence_being_written(directory, name):
+    """An EvidenceWriter that is aborted (its .partial removed) if anything goes wrong before
+    commit; a failed write says how far it got (ENOSPC and friends)."""
     writer = EvidenceWriter(directory, name)
     try:
+        yield writer
+    except OSError as exc:
+        writer.abort()
+        raise OSError(exc.errno, "%s after %d bytes of %s (partial file removed)" % (
+            exc.strerror, writer.size, name))
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def stream_command_to_evidence(argv, directory, name, timeout=3600):
+    """Run argv (no shell) with stdout and stderr going, hashed, into one evidence file."""
+    with _evidence_being_written(directory, name) as writer:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -494,21 +510,12 @@ def stream_command_to_evidence(argv, directory, name, timeout=3600):
         if rc != 0:
             raise DockerError("%s exited with %d" % (" ".join(argv[:3]), rc))
         return writer.commit()
-    except OSError as exc:
-        writer.abort()
-        # ENOSPC and friends: say how far it got; the .partial file is gone, nothing has the final name
-        raise OSError(exc.errno, "%s after %d bytes of %s (partial file removed)" % (
-            exc.strerror, writer.size, name))
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=None):
     """An Engine API GET (`docker export` is /containers/ID/export), hashed into an evidence file."""
-    writer = EvidenceWriter(directory, name)
-    try:
-        inactivity_timeout = inactivity_timeout or docker.timeout
+    inactivity_timeout = inactivity_timeout or docker.timeout
+    with _evidence_being_written(directory, name) as writer:
         conn, response = docker.api_stream(path, inactivity_timeout)
         try:
             buffer = bytearray(CHUNK)
@@ -529,23 +536,12 @@ def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=Non
             response.close()
             conn.close()
         return writer.commit()
-    except OSError as exc:
-        writer.abort()
-        raise OSError(exc.errno, "%s after %d bytes of %s (partial file removed)" % (
-            exc.strerror, writer.size, name))
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def bytes_to_evidence(data, directory, name):
-    writer = EvidenceWriter(directory, name)
-    try:
+    with _evidence_being_written(directory, name) as writer:
         writer.write(data)
         return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def capture_logs_and_inspect(docker, directory, cid, note=""):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE, Docker, incident_id, run_cli
+from tests.conftest import IMAGE, CLIResult, Docker, incident_id, run_cli
 
 pytestmark = pytest.mark.integration
 PLAYBOOK = (
@@ -69,6 +69,37 @@ class LateDockerSocket:
             source.close()  # each socket is the source of exactly one pump
 
 
+def _run_through(socket_path: Path, victim: str, data_dir: Path, tmp_path: Path, config: str) -> CLIResult:
+    """`responder run` of the one-step isolation playbook, with Docker reached at `socket_path`."""
+    playbook = tmp_path / "down.yml"
+    playbook.write_text(PLAYBOOK)
+    (tmp_path / "c.toml").write_text(config)
+    return run_cli(
+        "--config",
+        str(tmp_path / "c.toml"),
+        "run",
+        str(playbook),
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
+        env={"DOCKER_HOST": f"unix://{socket_path}"},
+    )
+
+
+def _contained_after_blocking(result: CLIResult, docker: Docker, victim: str, data_dir: Path) -> str:
+    """The run succeeded, the victim has no network, and on the way the step failed with "docker
+    unavailable" and the incident was `blocked`. Returns the incident ID."""
+    assert result.returncode == 0, result.output
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
+    incident = incident_id(result.stdout)
+    events = _events(data_dir, incident)
+    assert "incident_blocked" in [k for k, _ in events]
+    failed = [m for k, m in events if k == "step_finished" and "failed" in m]
+    assert failed and "docker unavailable" in failed[0]  # failed fast, said why
+    assert events[-1][0] == "incident_closed" and "succeeded" in events[-1][1]
+    return incident
+
+
 def _events(data_dir: Path, incident: str) -> list[tuple[str, str]]:
     db = sqlite3.connect(data_dir / "timeline.db")
     return db.execute(
@@ -79,55 +110,23 @@ def _events(data_dir: Path, incident: str) -> list[tuple[str, str]]:
 def test_blocked_while_docker_is_down_then_contained(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
     network = docker.network("down")
     victim = docker.container("down", "--network", network)
-    playbook = tmp_path / "down.yml"
-    playbook.write_text(PLAYBOOK)
-    config = tmp_path / "c.toml"
-    config.write_text("docker_retry = [1, 1, 1, 1, 1, 1, 1, 1]\n")
     sock = tmp_path / "docker.sock"
     late = LateDockerSocket(sock, delay=2.5)
     try:
         started = time.monotonic()
-        result = run_cli(
-            "--config",
-            str(config),
-            "run",
-            str(playbook),
-            "-p",
-            f"container={victim}",
-            data_dir=data_dir,
-            env={"DOCKER_HOST": f"unix://{sock}"},
-        )
+        result = _run_through(sock, victim, data_dir, tmp_path, "docker_retry = [1, 1, 1, 1, 1, 1, 1, 1]\n")
     finally:
         late.stop.set()
         late.thread.join(timeout=5)
         time.sleep(0.3)  # let the pumps see EOF and close their sockets
-    assert result.returncode == 0, result.output
-    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
-    incident = incident_id(result.stdout)
-    events = _events(data_dir, incident)
-    kinds = [k for k, _ in events]
-    assert "incident_blocked" in kinds
-    failed = [m for k, m in events if k == "step_finished" and "failed" in m]
-    assert failed and "docker unavailable" in failed[0]  # failed fast, said why
-    assert kinds[-1] == "incident_closed" and "succeeded" in events[-1][1]
+    _contained_after_blocking(result, docker, victim, data_dir)
     assert time.monotonic() - started < 60
 
 
 def test_gives_up_after_the_last_retry(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
     victim = docker.container("neverup")
-    playbook = tmp_path / "down.yml"
-    playbook.write_text(PLAYBOOK)
-    config = tmp_path / "c.toml"
-    config.write_text("docker_retry = [0.2, 0.2]\n")
-    result = run_cli(
-        "--config",
-        str(config),
-        "run",
-        str(playbook),
-        "-p",
-        f"container={victim}",
-        data_dir=data_dir,
-        env={"DOCKER_HOST": f"unix://{tmp_path / 'nothing.sock'}"},
+    result = _run_through(
+        tmp_path / "nothing.sock", victim, data_dir, tmp_path, "docker_retry = [0.2, 0.2]\n"
     )
     assert result.returncode == 3, result.output
     kinds = [k for k, _ in _events(data_dir, incident_id(result.stdout))]
@@ -219,34 +218,14 @@ def test_daemon_drop_mid_isolation_is_retried_and_release_restores_every_network
     docker.containers.append(victim)
     docker("network", "connect", "--alias", "web-b", second, victim)
     docker("start", victim)
-    playbook = tmp_path / "down.yml"
-    playbook.write_text(PLAYBOOK)
-    config = tmp_path / "c.toml"
-    config.write_text("docker_retry = [1, 1, 1, 1, 1, 1]\n")
     proxy = DroppingDockerSocket(tmp_path / "docker.sock", down=2.0)
     try:
-        result = run_cli(
-            "--config",
-            str(config),
-            "run",
-            str(playbook),
-            "-p",
-            f"container={victim}",
-            data_dir=data_dir,
-            env={"DOCKER_HOST": f"unix://{proxy.path}"},
-        )
+        result = _run_through(proxy.path, victim, data_dir, tmp_path, "docker_retry = [1, 1, 1, 1, 1, 1]\n")
     finally:
         proxy.stop.set()
         proxy.thread.join(timeout=5)
     assert proxy.dropped_at is not None, "the disconnect never went through the proxy"
-    assert result.returncode == 0, result.output
-    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
-    incident = incident_id(result.stdout)
-    events = _events(data_dir, incident)
-    kinds = [k for k, _ in events]
-    assert "incident_blocked" in kinds
-    failed = [m for k, m in events if k == "step_finished" and "failed" in m]
-    assert failed and "docker unavailable" in failed[0]
+    incident = _contained_after_blocking(result, docker, victim, data_dir)
     released = run_cli("release", incident, "--reason", "false positive", data_dir=data_dir)
     assert released.returncode == 0, released.output
     networks = docker.inspect(victim)["NetworkSettings"]["Networks"]
@@ -278,21 +257,10 @@ def test_a_daemon_that_never_answers_fails_the_step_at_the_call_timeout(
 
     thread = threading.Thread(target=accept_and_ignore, daemon=True)
     thread.start()
-    playbook = tmp_path / "down.yml"
-    playbook.write_text(PLAYBOOK)
-    config = tmp_path / "c.toml"
-    config.write_text("docker_call_timeout = 2\ndocker_retry = [1, 1]\n")
     try:
         started = time.monotonic()
-        result = run_cli(
-            "--config",
-            str(config),
-            "run",
-            str(playbook),
-            "-p",
-            f"container={victim}",
-            data_dir=data_dir,
-            env={"DOCKER_HOST": f"unix://{path}"},
+        result = _run_through(
+            path, victim, data_dir, tmp_path, "docker_call_timeout = 2\ndocker_retry = [1, 1]\n"
         )
         elapsed = time.monotonic() - started
     finally:
