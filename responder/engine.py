@@ -33,6 +33,7 @@ from responder.timeline import Event, Incident, IncidentStatus, Timeline
 # A well-formed stand-in: modules validate the incident ID even in check mode.
 DRY_RUN_INCIDENT = "INC-00000000-000000-0000"
 _FINAL_STEP = {s.value for s in StepOutcome} - {StepOutcome.NOT_RUN.value}
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
 _STOPPING = {
     StepOutcome.CONFIG_ERROR: IncidentStatus.CONFIG_ERROR,
     StepOutcome.UNREACHABLE: IncidentStatus.HOST_UNREACHABLE,
@@ -536,6 +537,7 @@ class Engine:
         # terminal follow the run live; the last step waits for the run's end.
         live = Classifier(ids)
         finished: dict[str, IncidentStatus | None] = {}
+        held: list[tuple[str, str, str]] = []  # (holder, host, container ID) once a claim fails
 
         def on_event(event: RunnerEvent) -> None:
             live.feed(event)
@@ -550,6 +552,8 @@ class Engine:
                 if event.step_id != ids[0]:
                     self.timeline.set_step(incident_id, event.step_id, "running")
             self._runner_event(incident_id, planned, event)
+            if not held:
+                self._claim_resolved(incident, event, held)
 
         result = self.executor.run(
             Batch(
@@ -579,7 +583,45 @@ class Engine:
                 )
                 continue
             stop = self._finish_step(incident_id, step, step_result, outputs)
+        if held:
+            holder, host, cid = held[0]
+            self._event(
+                incident_id,
+                "container_held",
+                f"container {cid[:12]} on {host} is already handled by incident {holder}; this run "
+                "stopped so that two incidents never act on it at once",
+                host=host,
+                data={"holder": holder, "container_id": cid},
+            )
+            self._event(
+                holder,
+                "duplicate_incident",
+                f"incident {incident_id} reached this incident's container {cid[:12]} on {host} "
+                f"(as {incident.params.get('container')!r}) and stopped",
+                host=host,
+                data={"incident": incident_id, "container_id": cid},
+            )
+            return IncidentStatus.FAILED
         return stop
+
+    def _claim_resolved(
+        self, incident: Incident, event: RunnerEvent, held: list[tuple[str, str, str]]
+    ) -> None:
+        """Once a step reports the full container ID it acted on, claim (inventory, host, ID); if an
+        open incident reached the same container through another reference, stop this run."""
+        if event.kind != "runner_on_ok" or not event.host:
+            return
+        facts = event.result.get("ansible_facts")
+        output = facts.get("responder_output") if isinstance(facts, dict) else None
+        cid = output.get("container_id") if isinstance(output, dict) else None
+        if not isinstance(cid, str) or not _FULL_ID.fullmatch(cid):
+            return
+        holder = self.timeline.claim_container(
+            incident.id, f"{incident.inventory or 'localhost'}|{event.host}|{cid}"
+        )
+        if holder is not None:
+            held.append((holder, event.host, cid))
+            self.cancel.cancel(f"container {cid[:12]} on {event.host} is held by incident {holder}")
 
     def _quarantine_strays(self, evidence_root: Path) -> None:
         """A fetch cut short by a crash leaves a .partial on the controller: move it aside and say

@@ -57,6 +57,8 @@ class Progress:
             "incident_closed",
             "incident_interrupted",
             "incident_resumed",
+            "incident_blocked",
+            "container_held",
         ):
             self._print(f"  * {event.message}")
 

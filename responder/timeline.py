@@ -104,9 +104,15 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts(dedup_key, status, id);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, id);
+CREATE TABLE IF NOT EXISTS claims (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    claim TEXT NOT NULL,
+    PRIMARY KEY (incident_id, claim)
+);
+CREATE INDEX IF NOT EXISTS claims_by_claim ON claims(claim);
 """
 
-SCHEMA_VERSION = 2  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
+SCHEMA_VERSION = 3  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
 # One open incident per container: the CLI and the webhook never contain the same one at once.
@@ -323,6 +329,25 @@ class Timeline:
             if holder is None or incident.lock_key is None:
                 raise
             raise ContainerBusy(holder, incident.lock_key) from exc
+
+    def claim_container(self, incident_id: str, claim: str) -> str | None:
+        """Claim a container as resolved on its host (inventory, host, full ID) for this incident.
+        Returns the open incident that already holds it, or None once the claim is ours.
+
+        The lock taken at the start is keyed on the reference as given; two references to one
+        container (its name from Alertmanager, its ID from Falco) meet here, after the first
+        step has resolved them."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT c.incident_id FROM claims c JOIN incidents i ON i.id = c.incident_id "
+                "WHERE c.claim=? AND c.incident_id<>? AND i.status IN ('running', 'awaiting_approval', 'blocked') "
+                "ORDER BY i.created_at LIMIT 1",
+                (claim, incident_id),
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            db.execute("INSERT OR IGNORE INTO claims VALUES (?,?)", (incident_id, claim))
+        return None
 
     def lock_holder(self, lock_key: str) -> str | None:
         row = self._db.execute(

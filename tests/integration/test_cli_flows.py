@@ -130,3 +130,34 @@ def test_limit_and_per_step_hosts(sshd: SSHTarget, data_dir: Path, tmp_path: Pat
     incident = incident_id(limited.stdout)
     assert hosts("everywhere") == {"hosta"}
     assert limited.returncode == 3 and "no hosts matched" in limited.stdout  # only_b has nobody left
+
+
+def test_one_container_reached_by_name_and_by_id_is_handled_once(docker: Docker, data_dir: Path) -> None:
+    """Fault #44 from both sources: one incident reaches the container by name (an Alertmanager
+    label), another by its ID (Falco). The start-up lock cannot see they are the same; the claim
+    on the resolved ID does, and the second run stops after its first step."""
+    victim = docker.container("twice", "--network", docker.network("tw"))
+    full_id = docker.inspect(victim)["Id"]
+    first = run_cli("run", "contain-container", "-p", f"container={victim}", data_dir=data_dir)
+    assert first.returncode == 10, first.output  # isolated, evidence taken, waiting at `stop`
+    holder = incident_id(first.stdout)
+    second = run_cli("run", "contain-container", "-p", f"container={full_id[:12]}", data_dir=data_dir)
+    assert second.returncode == 3, second.output
+    other = incident_id(second.stdout)
+    assert f"already handled by incident {holder}" in second.stdout
+    db = sqlite3.connect(data_dir / "timeline.db")
+    statuses = dict(db.execute("SELECT id, status FROM incidents").fetchall())
+    assert statuses == {holder: "awaiting_approval", other: "failed"}
+    ledger = dict(db.execute("SELECT step_id, status FROM steps WHERE incident_id=?", (other,)).fetchall())
+    assert ledger["isolate"] == "succeeded" and ledger["stop"] == "not_run"
+    (note,) = db.execute(
+        "SELECT message FROM events WHERE incident_id=? AND kind='duplicate_incident'", (holder,)
+    ).fetchone()
+    assert other in note and full_id[:12] in note
+    assert docker.inspect(victim)["State"]["Running"]  # nobody stopped it behind the holder's gate
+    # once the holder is closed, the container is free again
+    assert (
+        run_cli("deny", holder, "--reason", "handled by hand", data_dir=data_dir).returncode == 11
+    )  # denied
+    third = run_cli("run", "contain-container", "-p", f"container={full_id[:12]}", data_dir=data_dir)
+    assert third.returncode == 10, third.output

@@ -120,7 +120,9 @@ def test_a_database_from_before_the_webhook_is_migrated(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "incidents_container_lock_v2" in indexes and "incidents_container_lock" not in indexes
-    assert {"alerts"} <= {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"alerts", "claims"} <= {
+        row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
 
 
 def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> None:
@@ -146,3 +148,20 @@ def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> No
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_a_resolved_container_is_claimed_by_one_open_incident(tmp_path: Path) -> None:
+    tl = Timeline(tmp_path / "t.db")
+    first = make(tl, "INC-20260101-000000-0001")
+    second = make(tl, "INC-20260101-000001-0002")
+    key = "localhost|localhost|" + "a" * 64
+    assert tl.claim_container(first, key) is None
+    assert tl.claim_container(first, key) is None  # a retried step claims it again: fine
+    assert tl.claim_container(second, key) == first
+    assert tl.claim_container(second, "localhost|other-host|" + "a" * 64) is None  # another host
+    tl.set_status(first, IncidentStatus.AWAITING_APPROVAL)
+    assert tl.claim_container(second, key) == first  # waiting at a gate still holds it
+    tl.set_status(first, IncidentStatus.SUCCEEDED)
+    assert tl.claim_container(second, key) is None  # closed: free again
+    tl.set_status(first, IncidentStatus.RUNNING)  # resumed later: the newer holder wins now
+    assert tl.claim_container(first, key) == second
