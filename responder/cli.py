@@ -697,7 +697,13 @@ def cmd__run_alert(args: argparse.Namespace) -> int:
     run = _Run(settings, catalog, quiet=True, notify=playbook.notify)
     try:
         with _Signals(run.cancel):
-            return _finish(run.engine.start(request))
+            code = _finish(run.engine.start(request))
+        if run.engine.held_by:  # the same container, reached by another reference: join its holder
+            run.engine.timeline.attach_alert(alert.id, run.engine.held_by, alert.summary)
+            print(
+                f"alert {alert.id}: container already handled by {run.engine.held_by}; alert added to its timeline"
+            )
+        return code
     except ContainerBusy as exc:
         run.engine.timeline.attach_alert(alert.id, exc.holder, alert.summary)
         print(f"alert {alert.id}: container already handled by {exc.holder}; alert added to its timeline")

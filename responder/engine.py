@@ -118,6 +118,9 @@ class Engine:
         self.on_timeline = on_timeline
         self.on_runner_event = on_runner_event
         self.cancel = cancel or CancelToken()
+        # The open incident that already held the container when this run reached it by another
+        # reference (set by _claim_resolved); the webhook worker then attaches its alert there.
+        self.held_by: str | None = None
         self._strays_checked = False
 
     # public entry points --------------------------------------------------------------------
@@ -621,6 +624,7 @@ class Engine:
         )
         if holder is not None:
             held.append((holder, event.host, cid))
+            self.held_by = holder
             self.cancel.cancel(f"container {cid[:12]} on {event.host} is held by incident {holder}")
 
     def _quarantine_strays(self, evidence_root: Path) -> None:

@@ -609,6 +609,39 @@ def test_cli_and_webhook_never_contain_the_same_container_at_once(
     assert cli.returncode == 0, cli.output  # the lock went with the closed incident
 
 
+def test_alertmanager_by_name_and_falco_by_id_reach_one_incident(server: Server, docker: Docker) -> None:
+    """Fault #44 from both sources: Alertmanager names the container, Falco gives its short ID.
+    The Falco run resolves the ID, finds the container held, stops, and its alert joins the
+    first incident."""
+    victim = docker.container("both", "--network", docker.network("both"))
+    short_id = docker.inspect(victim)["Id"][:12]
+    first = server.post(
+        AM_PATH, am_alert("ContainerCompromised", {"severity": "critical", "container": victim})
+    )
+    holder = server.incident_for(first.json()["alerts"][0]["alert_id"])
+    assert server.wait_status(holder, {"awaiting_approval", "failed"}) == "awaiting_approval"
+
+    event = copy.deepcopy(FALCO)
+    event.update(priority="Critical", rule="Drop and execute new binary in container", uuid=str(uuid.uuid4()))
+    event["output_fields"]["container.id"] = short_id
+    reply = server.post(FALCO_PATH, event)
+    assert reply.status == 202, reply.body
+    alert_id = reply.json()["alerts"][0]["alert_id"]
+    server.wait_for(
+        lambda: (
+            server.query("SELECT state, incident_id FROM alerts WHERE id=?", alert_id)
+            == [("attached", holder)]
+        ),
+        what="the Falco alert to join the Alertmanager incident",
+    )
+    (other,) = [r[0] for r in server.query("SELECT id FROM incidents WHERE id<>?", holder)]
+    assert server.wait_status(other, {"failed", "succeeded", "awaiting_approval"}) == "failed"
+    kinds = {r[0] for r in server.query("SELECT kind FROM events WHERE incident_id=?", holder)}
+    assert {"alert_attached", "duplicate_incident"} <= kinds
+    assert server.status(holder) == "awaiting_approval"
+    assert docker.inspect(victim)["State"]["Running"]
+
+
 def test_a_run_that_cannot_start_fails_its_alert_visibly(
     data_dir: Path, secrets_dir: Path, tmp_path: Path
 ) -> None:
