@@ -958,12 +958,15 @@ class Engine:
         self._event(
             incident_id,
             "incident_closed" if stop is not IncidentStatus.INTERRUPTED else "incident_interrupted",
-            f"incident {stop}: done {', '.join(done) or 'nothing'}; not done {', '.join(not_done) or 'nothing'}",
+            f"incident {stop}"
+            + (f" (the container is already handled by incident {self.held_by})" if self.held_by else "")
+            + f": done {', '.join(done) or 'nothing'}; not done {', '.join(not_done) or 'nothing'}",
             data={
                 "status": stop,
                 "done": done,
                 "not_done": not_done,
                 "steps": {sid: status for sid, (status, _) in ledger.items()},
+                **({"held_by": self.held_by} if self.held_by else {}),
             },
         )
         return self._outcome(incident_id)

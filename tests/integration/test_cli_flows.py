@@ -145,6 +145,7 @@ def test_one_container_reached_by_name_and_by_id_is_handled_once(docker: Docker,
     assert second.returncode == 3, second.output
     other = incident_id(second.stdout)
     assert f"already handled by incident {holder}" in second.stdout
+    assert f"incident failed (the container is already handled by incident {holder})" in second.stdout
     db = sqlite3.connect(data_dir / "timeline.db")
     statuses = dict(db.execute("SELECT id, status FROM incidents").fetchall())
     assert statuses == {holder: "awaiting_approval", other: "failed"}
