@@ -110,3 +110,16 @@ def test_release_gathers_records_from_every_attempt() -> None:
     assert merged["h1"]["verified"] is True  # everything else from the last attempt
     assert merged["h2"] == {"networks": []}
     assert _merge_attempts(attempts, {})["h1"]["networks"] == [b_later]
+
+
+def test_no_role_argument_uses_a_name_ansible_reserves() -> None:
+    """A role variable named like a task keyword (`timeout`, `name`, `environment`...) draws an
+    Ansible warning on every run and can be mistaken for the keyword; arguments avoid them."""
+    import yaml
+    from ansible.vars.reserved import get_reserved_names
+
+    reserved = get_reserved_names()
+    for spec in sorted((REPO / "runbooks").glob("*/meta/argument_specs.yml")):
+        options = yaml.safe_load(spec.read_text())["argument_specs"]["main"].get("options") or {}
+        clashes = sorted(set(options) & reserved)
+        assert not clashes, f"{spec.relative_to(REPO)}: {clashes} are reserved by Ansible"
