@@ -46,6 +46,10 @@ def report(name: str, data: dict[str, object]) -> None:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    # Unbuffered stdin costs every pipelined Ansible module 60-70 ms. responder's runner never passes
+    # it on (environment allow-list); a bare ansible_runner.run would, so drop it for both sides:
+    # the baseline must not be the one slowed down.
+    env.pop("PYTHONUNBUFFERED", None)
     # ansible-playbook lives beside this interpreter; both sides of a comparison find it the same way
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", os.defpath)
     env.update(extra)
