@@ -38,7 +38,7 @@ def main():
             output["would_change"] = ("pause" if want_paused else "unpause") if change else "nothing"
             module.exit_json(changed=change, output=output, ansible_facts={"responder_output": output})
         if change:
-            docker.run(["pause" if want_paused else "unpause", "--", cid])
+            (docker.pause if want_paused else docker.unpause)(cid)
         paused = bool((docker.inspect(cid).get("State") or {}).get("Paused"))
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)

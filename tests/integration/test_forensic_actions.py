@@ -51,6 +51,46 @@ def test_stop_captures_logs_first_and_can_kill(docker: Docker, data_dir: Path, t
     assert set(kinds) == {"logs", "inspect"} and "alive" in kinds["logs"].read_text()
 
 
+def test_through_the_docker_cli_when_docker_host_is_set(docker: Docker, data_dir: Path) -> None:
+    """With DOCKER_HOST (or another CLI context) the modules call the docker CLI, not the local
+    socket: the whole contain playbook still works and its evidence says how it was collected."""
+    net = docker.network("cli")
+    victim = docker.container(
+        "viacli",
+        "--restart",
+        "always",
+        "--network",
+        net,
+        command=("sh", "-c", "echo planted > /tmp/implant; while true; do echo alive; sleep 0.2; done"),
+    )
+    time.sleep(1)
+    result = run_cli(
+        "run",
+        "contain-container",
+        "--approve",
+        "all",
+        "-p",
+        f"container={victim}",
+        data_dir=data_dir,
+        env={"DOCKER_HOST": "unix:///var/run/docker.sock"},
+    )
+    assert result.returncode == 0, result.output
+    info = docker.inspect(victim)
+    assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert not info["NetworkSettings"]["Networks"]
+    rows = (
+        sqlite3.connect(data_dir / "timeline.db")
+        .execute("SELECT kind, path, method FROM evidence WHERE incident_id=?", (incident_id(result.stdout),))
+        .fetchall()
+    )
+    by_kind = {kind: (Path(path), method) for kind, path, method in rows}
+    assert {"inspect", "processes", "diff", "image", "filesystem", "logs"} <= set(by_kind)
+    assert all("Engine API" not in method for _, method in by_kind.values())
+    assert by_kind["processes"][0].suffix == ".txt" and "PID" in by_kind["processes"][0].read_text()
+    assert "A /tmp/implant" in by_kind["diff"][0].read_text().splitlines()
+    assert "alive" in by_kind["logs"][0].read_text()
+
+
 def test_pause_then_release_unpauses(docker: Docker, data_dir: Path, tmp_path: Path) -> None:
     victim = docker.container("topause")
     playbook = _playbook(
@@ -104,7 +144,7 @@ def test_command_rotation_gets_the_value_on_stdin_only(data_dir: Path, tmp_path:
     playbook = _playbook(
         tmp_path,
         "rotate-cmd",
-        "  - id: rotate\n    action: rotate_secrets\n    with:\n      backend: command\n      name: vault-db\n"
+        "  - id: rotate\n    action: rotate_secrets\n    with:\n      backend: command\n      secret_name: vault-db\n"
         f"      command: ['{FIXTURES / 'bin' / 'record-rotation'}', '{{{{ params.out }}}}']\n",
         params="  out: {type: string}\n",
     )

@@ -143,6 +143,13 @@ def test_contain_container_end_to_end_over_ssh(
         by_kind = {r[0]: Path(r[1]) for r in rows}
         assert "4444" in by_kind["sockets"].read_text()  # the listener, seen by the host's own ss
         assert "/tmp/implant" in by_kind["diff"].read_text()
+        # reached through the Engine API socket (no DOCKER_HOST on the target): dockerd's own JSON
+        processes = json.loads(by_kind["processes"].read_text())
+        assert processes["Titles"][:2] == ["PID", "PPID"] and any(
+            "nc" in " ".join(p) for p in processes["Processes"]
+        )
+        assert {"Path": "/tmp/implant", "Kind": 1} in json.loads(by_kind["diff"].read_text())
+        assert "beacon" in by_kind["logs"].read_text().splitlines()[0]  # unframed text, with a timestamp
         with tarfile.open(by_kind["filesystem"]) as tar:
             assert "./tmp/implant" in tar.getnames() or "tmp/implant" in tar.getnames()
         with tarfile.open(by_kind["volume"]) as tar:

@@ -11,63 +11,18 @@ import hashlib
 import importlib.util
 import os
 import socket
-import sys
 import threading
-import types
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.unit.conftest import load_module_utils, respond
 
 ID = "0123456789ab"
 
 
-def _load_module_utils() -> types.ModuleType:
-    """runbooks/module_utils/responder_docker.py as Ansible would ship it (it imports nothing of ours)."""
-    spec = importlib.util.spec_from_file_location(
-        "responder_docker_under_test", REPO / "runbooks" / "module_utils" / "responder_docker.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rd = _load_module_utils()
-
-
-@pytest.fixture
-def fake_dockerd(tmp_path: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], object]]:
-    """Serve one connection on a unix socket with `behaviour`; returns a Docker pointed at it."""
-    path = str(tmp_path / "docker.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(1)
-    threads: list[threading.Thread] = []
-
-    def start(behaviour: Callable[[socket.socket], None]) -> object:
-        def serve() -> None:
-            conn, _ = server.accept()
-            with conn:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    request += conn.recv(4096)
-                behaviour(conn)
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        threads.append(thread)
-        docker = rd.Docker()
-        docker.SOCKET = path
-        return docker
-
-    yield start
-    server.close()
-    for thread in threads:
-        thread.join(timeout=5)
+rd = load_module_utils()
 
 
 def _chunked(conn: socket.socket, parts: list[bytes], finish: bool) -> None:
@@ -125,15 +80,7 @@ def test_stalled_stream_times_out_and_cleans_up(fake_dockerd, tmp_path: Path) ->
 
 
 def test_error_status_is_dockers_message(fake_dockerd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    body = b'{"message":"No such container: x"}'
-
-    def refuse(conn: socket.socket) -> None:
-        conn.sendall(
-            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (len(body), body)
-        )
-
-    docker = fake_dockerd(refuse)
+    docker = fake_dockerd(respond("404 Not Found", b'{"message":"No such container: x"}'))
     directory = _evidence_dir(tmp_path)
     with pytest.raises(rd.DockerError, match="No such container: x"):
         rd.stream_api_to_evidence(docker, "/containers/x/export", directory, f"{ID}-1Z-rootfs.tar")

@@ -99,7 +99,7 @@ def main():
     disconnected = []
     for record in records:
         try:
-            docker.run(["network", "disconnect", "--", record["network_id"] or record["name"], cid])
+            docker.disconnect(record["network_id"] or record["name"], cid)
             disconnected.append(record["name"])
         except DockerError as exc:
             # A retried run, or a daemon restart mid-run, may find it already gone: re-inspect

@@ -55,7 +55,7 @@ def main():
     try:
         directory = evidence_dir(module.params["evidence_root"], module.params["incident"],
                                  output.setdefault("warnings", []))
-        evidence = capture_logs_and_inspect(docker, directory, cid)
+        evidence = capture_logs_and_inspect(docker, directory, cid, tty=bool((data.get("Config") or {}).get("Tty")))
     except DockerError as exc:
         hint = ""
         if facts["log_driver"] not in READABLE_DRIVERS:

@@ -30,6 +30,7 @@ from ansible.module_utils.responder_docker import (
     DockerError,
     EvidenceWriter,
     bytes_to_evidence,
+    collect_to_evidence,
     compact_utc,
     evidence_dir,
     exit_cleanly_on_termination,
@@ -66,11 +67,7 @@ def archive_directory(source, directory, name):
 
 
 def tool_versions(docker):
-    versions = {"docker": docker.version()}
-    try:
-        versions["storage_driver"] = docker.run(["info", "--format", "{{.Driver}}"]).strip()
-    except DockerError:
-        versions["storage_driver"] = None
+    versions = {"docker": docker.version(), "storage_driver": docker.storage_driver()}
     for tool in ("nsenter", "ss"):
         path = shutil.which(tool)
         versions[tool] = path
@@ -132,14 +129,13 @@ def main():
         output["tool_versions"] = versions
 
         started = utc_now()
-        raw = docker.run(["inspect", "--type", "container", "--", cid]).encode("utf-8")
-        record(bytes_to_evidence(raw, directory, prefix + "-inspect.json"), "inspect", "docker inspect", started)
+        record(bytes_to_evidence(docker.inspect_raw(cid), directory, prefix + "-inspect.json"), "inspect",
+               "docker inspect" + (", via Engine API" if docker.use_api else ""), started)
 
         if state.get("Running"):
             started = utc_now()
-            record(stream_command_to_evidence([docker.binary, "top", cid, "-eo", "pid,ppid,user,lstart,args"],
-                                              directory, prefix + "-processes.txt"),
-                   "processes", "docker top -eo pid,ppid,user,lstart,args", started)
+            item = collect_to_evidence(docker, "processes", cid, directory, prefix)
+            record(item, "processes", item["method"], started)
             pid = int(state.get("Pid") or 0)
             if pid > 0 and versions.get("nsenter") and versions.get("ss"):
                 started = utc_now()
@@ -156,20 +152,22 @@ def main():
             output["warnings"].append("container is not running: no process list or sockets to collect")
 
         started = utc_now()
-        record(stream_command_to_evidence([docker.binary, "diff", cid], directory, prefix + "-diff.txt"),
-               "diff", "docker diff", started)
+        item = collect_to_evidence(docker, "diff", cid, directory, prefix)
+        record(item, "diff", item["method"], started)
 
         started = utc_now()
-        image = docker.run(["image", "inspect", "--", data.get("Image", "")]).encode("utf-8")
-        record(bytes_to_evidence(image, directory, prefix + "-image.json"), "image", "docker image inspect", started)
-        image_data = json.loads(image.decode("utf-8"))[0]
+        image = docker.image_inspect_raw(data.get("Image", ""))
+        record(bytes_to_evidence(image, directory, prefix + "-image.json"), "image",
+               "docker image inspect" + (", via Engine API" if docker.use_api else ""), started)
+        image_data = json.loads(image.decode("utf-8"))
+        image_data = image_data[0] if isinstance(image_data, list) else image_data
         output["image_digests"] = image_data.get("RepoDigests") or []
         output["image_tags"] = image_data.get("RepoTags") or []
 
         if p["export"]:
             paused = False
             if p["pause"] and state.get("Running") and not state.get("Paused"):
-                docker.run(["pause", "--", cid])
+                docker.pause(cid)
                 paused = True
             pause_start = time.monotonic()
             started = utc_now()
@@ -185,7 +183,7 @@ def main():
                 record(item, "filesystem", "docker export" + how, started)
             finally:
                 if paused:
-                    docker.run(["unpause", "--", cid])
+                    docker.unpause(cid)
                     output["paused_seconds"] = round(time.monotonic() - pause_start, 3)
 
         if p["include_volumes"]:

@@ -78,15 +78,16 @@ def main():
     try:
         if not have_logs:
             directory = evidence_dir(p["evidence_root"], p["incident"], output.setdefault("warnings", []))
-            output["evidence"] = capture_logs_and_inspect(docker, directory, cid, note=", before stop")
+            output["evidence"] = capture_logs_and_inspect(
+                docker, directory, cid, tty=bool((data.get("Config") or {}).get("Tty")), note=", before stop")
             output["captured_now"] = ["logs", "inspect"]
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
-            docker.run(["update", "--restart=no", "--", cid])
+            docker.disable_restart(cid)
         if p["kill"]:
-            docker.run(["kill", "--", cid])
+            docker.kill(cid)
         else:
-            docker.run(["stop", "-t", str(p["timeout"]), "--", cid], timeout=p["timeout"] + docker.timeout)
+            docker.stop(cid, p["timeout"])
     except DockerError as exc:
         module.fail_json(msg="stop failed: %s" % exc, reason=exc.reason, output=output)
 
@@ -95,7 +96,7 @@ def main():
         module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
     try:
         after = docker.inspect(cid)
-        docker.run(["logs", "--tail", "1", "--", cid])
+        docker.check_logs_readable(cid)
     except DockerError as exc:
         module.fail_json(msg="stop not verified: %s" % exc, reason="verification_failed", output=output)
     state = after.get("State") or {}
