@@ -74,7 +74,17 @@ def test_contain_container_end_to_end_over_ssh(
     )
     docker("volume", "create", volume)
     try:
-        nets = [docker.network("front"), docker.network("back")]
+        # "back" has a configured subnet, so release can ask for the very same address there
+        back = docker.name("back")
+        docker(
+            "network",
+            "create",
+            "--subnet",
+            f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}.0/24",
+            back,
+        )
+        docker.networks.append(back)
+        nets = [docker.network("front"), back]
         victim = docker.container(
             "victim",
             "--restart",
@@ -90,8 +100,9 @@ def test_contain_container_end_to_end_over_ssh(
                 "nc -l -p 4444 & while true; do echo beacon; sleep 0.5; done",
             ),
         )
-        docker("network", "connect", nets[1], victim)
+        docker("network", "connect", "--alias", "db-alias", nets[1], victim)
         time.sleep(1.5)
+        before = docker.inspect(victim)["NetworkSettings"]["Networks"]
         inventory = sshd.inventory(tmp_path / "inv.yml")
         first = run_cli(
             "run",
@@ -182,7 +193,10 @@ def test_contain_container_end_to_end_over_ssh(
         # release: the networks come back with their aliases
         released = run_cli("release", incident, "--reason", "host rebuilt", data_dir=data_dir)
         assert released.returncode == 0, released.output
-        assert set(docker.inspect(victim)["NetworkSettings"]["Networks"]) == set(nets)
+        after = docker.inspect(victim)["NetworkSettings"]["Networks"]
+        assert set(after) == set(nets)
+        assert "db-alias" in after[nets[1]]["Aliases"]
+        assert after[back]["IPAMConfig"]["IPv4Address"] == before[back]["IPAddress"]  # same address
         assert "released" in run_cli("incidents", data_dir=data_dir).stdout
 
         # tampering is caught

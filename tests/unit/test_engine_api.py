@@ -210,3 +210,18 @@ def test_the_api_is_used_only_where_the_cli_would_use_the_local_socket(
     finally:
         listener.close()
         os.unlink(sock)
+
+
+def test_reconnect_asks_for_the_recorded_aliases_and_addresses(fake_dockerd: FakeDockerd) -> None:
+    docker = fake_dockerd(respond("200 OK"), respond("200 OK"))
+    docker.connect("back", CID, ["db", "db.internal"], ipv4="172.20.0.5", ipv6="fd00::5")
+    docker.connect("bridge", CID, [])
+    with_addresses, plain = (json.loads(r.partition(b"\r\n\r\n")[2]) for r in docker.requests)
+    assert with_addresses == {
+        "Container": CID,
+        "EndpointConfig": {
+            "Aliases": ["db", "db.internal"],
+            "IPAMConfig": {"IPv4Address": "172.20.0.5", "IPv6Address": "fd00::5"},
+        },
+    }
+    assert plain == {"Container": CID, "EndpointConfig": {"Aliases": []}}

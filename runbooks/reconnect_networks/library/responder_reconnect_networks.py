@@ -32,12 +32,12 @@ def checked(record):
         raise RejectedInput("recorded network %r is malformed" % name)
     aliases = [a for a in record.get("aliases") or [] if isinstance(a, str) and ALIAS.match(a)]
     addresses = {}
-    for key, flag, version in (("ipv4_address", "--ip", 4), ("ipv6_address", "--ip6", 6)):
+    for key, version in (("ipv4_address", 4), ("ipv6_address", 6)):
         value = record.get(key) or ""
         if value:
             if ipaddress.ip_address(value).version != version:
                 raise RejectedInput("recorded %s %r is not an IPv%d address" % (key, value, version))
-            addresses[flag] = value
+            addresses["ipv%d" % version] = value
     return name, aliases, addresses
 
 
@@ -62,22 +62,16 @@ def main():
         module.exit_json(changed=bool(todo), output=output, ansible_facts={"responder_output": output})
     for name, aliases, addresses in todo:
         # Docker adds the short ID as an alias by itself on user networks; giving it again is harmless.
-        args = ["network", "connect"]
-        for alias in aliases:
-            if alias != cid[:12]:
-                args += ["--alias", alias]
-        with_address = list(args)
-        for flag, value in sorted(addresses.items()):
-            with_address += [flag, value]
+        aliases = [alias for alias in aliases if alias != cid[:12]]
         try:
-            docker.run(with_address + ["--", name, cid])
+            docker.connect(name, cid, aliases, **addresses)
             output["reconnected"].append({"name": name, "addresses": addresses, "same_address": True})
         except DockerError as exc:
             if not addresses:
                 module.fail_json(msg="reconnecting %s failed: %s" % (name, exc), output=output)
             # The default bridge, and networks without a configured subnet, refuse a chosen address.
             try:
-                docker.run(args + ["--", name, cid])
+                docker.connect(name, cid, aliases)
             except DockerError as exc2:
                 module.fail_json(msg="reconnecting %s failed: %s" % (name, exc2), output=output)
             output["reconnected"].append({"name": name, "addresses": {}, "same_address": False,
