@@ -51,10 +51,21 @@ class Terminated(BaseException):
 
 def exit_cleanly_on_termination():
     """responder stops a cancelled run with SIGTERM before SIGKILL: turn it into an exception so a
-    paused container is unpaused and a half-written evidence file is removed."""
+    paused container is unpaused and a half-written evidence file is removed.
+
+    Only the first signal counts. More follow (Ansible's worker passes SIGTERM on to its whole
+    process group, where the module runs), and one raised in the middle of the cleanup would cut
+    it short: the .partial file left behind, or the container left paused."""
     import signal
 
+    raised = []
+
     def handler(signum, frame):
+        if raised:
+            return
+        raised.append(signum)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         raise Terminated("signal %d" % signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -182,3 +182,35 @@ def test_local_fetch_copies_exactly_and_leaves_little_cached() -> None:
         for name in os.listdir(directory):
             os.unlink(os.path.join(directory, name))
         os.rmdir(directory)
+
+
+def test_a_second_sigterm_does_not_cut_the_cleanup_short(tmp_path: Path) -> None:
+    """Ansible's worker passes SIGTERM on to its process group, so a cancelled module gets it more
+    than once. The first unwinds the collection; one arriving while the .partial file is being
+    removed must not stop that removal."""
+    import subprocess
+    import sys
+
+    directory = _evidence_dir(tmp_path)
+    script = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(REPO / "runbooks" / "module_utils")!r})
+import responder_docker as rd
+rd.exit_cleanly_on_termination()
+original_abort = rd.EvidenceWriter.abort
+def abort_under_fire(self):
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker's killpg, landing mid-cleanup
+    time.sleep(0.05)
+    original_abort(self)
+rd.EvidenceWriter.abort = abort_under_fire
+try:
+    with rd._evidence_being_written({directory!r}, "{ID}-1Z-rootfs.tar") as writer:
+        writer.write(b"x" * 1000)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+except rd.Terminated:
+    print("unwound")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.strip() == "unwound", proc.stderr
+    assert os.listdir(directory) == []
