@@ -263,14 +263,6 @@ class Docker(object):
         except (DockerError, ValueError, AttributeError):
             return {}
 
-    def storage_driver(self):
-        try:
-            if self.use_api:
-                return self.api_get("/info").get("Driver")
-            return self.run(["info", "--format", "{{.Driver}}"]).strip()
-        except (DockerError, ValueError, AttributeError):
-            return None
-
     # The calls below take a full container ID (resolve() first) or a daemon-issued network or
     # image ID; quote() keeps any of them one path segment regardless.
 

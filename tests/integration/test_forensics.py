@@ -170,7 +170,8 @@ def test_contain_container_end_to_end_over_ssh(
         assert all(
             a["sha256_source"] and a["collected_at_utc"] and a["collector"] for a in manifest["artifacts"]
         )
-        assert any(a.get("tool_versions", {}).get("storage_driver") for a in manifest["artifacts"])
+        driver = docker("info", "--format", "{{.Driver}}")
+        assert any(a.get("tool_versions", {}).get("storage_driver") == driver for a in manifest["artifacts"])
         assert run_cli("evidence", "verify", incident, data_dir=data_dir).returncode == 0
 
         # rotation: a new version at the same target, the old secret gone, no value anywhere of ours

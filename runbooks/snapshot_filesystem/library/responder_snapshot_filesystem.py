@@ -66,8 +66,10 @@ def archive_directory(source, directory, name):
         raise
 
 
-def tool_versions(docker):
-    versions = {"docker": docker.version(), "storage_driver": docker.storage_driver()}
+def tool_versions(docker, data):
+    # The container's own inspect names its storage driver: no `docker info`, which counts every
+    # image and container and can take seconds on a crowded host.
+    versions = {"docker": docker.version(), "storage_driver": data.get("Driver")}
     for tool in ("nsenter", "ss"):
         path = shutil.which(tool)
         versions[tool] = path
@@ -125,7 +127,7 @@ def main():
 
     try:
         directory = evidence_dir(p["evidence_root"], p["incident"], output["warnings"])
-        versions.update(tool_versions(docker))
+        versions.update(tool_versions(docker, data))
         output["tool_versions"] = versions
 
         started = utc_now()
