@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -49,6 +50,37 @@ def test_stop_captures_logs_first_and_can_kill(docker: Docker, data_dir: Path, t
     )
     kinds = {k: Path(p) for k, p in rows}
     assert set(kinds) == {"logs", "inspect"} and "alive" in kinds["logs"].read_text()
+
+
+def test_stopping_a_container_that_already_exited_is_not_a_failure(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    """A retried stop step, or a container that died on its own: `docker kill` would refuse it, so
+    it is not stopped again; restarts are still turned off and its logs still captured."""
+    victim = docker.container("exited", "--restart", "on-failure", command=("sh", "-c", "echo last words"))
+    deadline = time.monotonic() + 30
+    while docker.inspect(victim)["State"]["Status"] != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    playbook = _playbook(
+        tmp_path,
+        "stop-exited",
+        "  - id: stop\n    action: stop_container\n"
+        "    with: {container: '{{ params.container }}', kill: true}\n",
+    )
+    result = run_cli("run", str(playbook), "-p", f"container={victim}", data_dir=data_dir)
+    assert result.returncode == 0, result.output
+    info = docker.inspect(victim)
+    assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    db = sqlite3.connect(data_dir / "timeline.db")
+    (outputs,) = db.execute(
+        "SELECT outputs FROM steps WHERE incident_id=? AND step_id='stop'", (incident_id(result.stdout),)
+    ).fetchone()
+    assert json.loads(outputs)["already_stopped"] is True
+    (logs,) = db.execute(
+        "SELECT path FROM evidence WHERE incident_id=? AND kind='logs'", (incident_id(result.stdout),)
+    ).fetchone()
+    assert "last words" in Path(logs).read_text()
 
 
 def test_through_the_docker_cli_when_docker_host_is_set(docker: Docker, data_dir: Path) -> None:

@@ -55,7 +55,11 @@ def main():
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
     facts = summary(data)
-    output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[])
+    # A paused container is Running too. One that has already exited (a retried step, or it died
+    # on its own) is not stopped again: `docker kill` would fail on it.
+    running = bool((data.get("State") or {}).get("Running"))
+    output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[],
+                  already_stopped=not running)
     directory = os.path.join(os.path.realpath(p["evidence_root"]), p["incident"])
     have_logs = captured(directory, cid, "logs.txt") and captured(directory, cid, "inspect.json")
     have_fs = captured(directory, cid, "rootfs.tar")
@@ -71,9 +75,10 @@ def main():
         steps = [] if have_logs else ["capture logs and inspect"]
         if facts["restart_policy"] != "no":
             steps.append("set restart policy %s -> no" % facts["restart_policy"])
-        steps.append("kill" if p["kill"] else "stop (timeout %ss)" % p["timeout"])
-        output["would_change"] = ", ".join(steps)
-        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+        if running:
+            steps.append("kill" if p["kill"] else "stop (timeout %ss)" % p["timeout"])
+        output["would_change"] = ", ".join(steps) or "nothing: already stopped, restarts already off"
+        module.exit_json(changed=bool(steps), output=output, ansible_facts={"responder_output": output})
 
     try:
         if not have_logs:
@@ -84,16 +89,17 @@ def main():
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
             docker.disable_restart(cid)
-        if p["kill"]:
+        if running and p["kill"]:
             docker.kill(cid)
-        else:
+        elif running:
             docker.stop(cid, p["timeout"])
     except DockerError as exc:
         module.fail_json(msg="stop failed: %s" % exc, reason=exc.reason, output=output)
 
+    changed = running or facts["restart_policy"] != "no" or bool(output["captured_now"])
     if facts["auto_remove"]:
         output["verified"] = "removed by the daemon (--rm); logs and filesystem were captured in this incident"
-        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+        module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
     try:
         after = docker.inspect(cid)
         docker.check_logs_readable(cid)
@@ -103,11 +109,13 @@ def main():
     restart = ((after.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
     output["status"] = state.get("Status")
     output["restart_policy"] = restart
-    if state.get("Status") != "exited" or restart != "no":
+    # `created`: it never ran, and was not started by us either
+    stopped = state.get("Status") == "exited" or (not running and state.get("Status") == "created")
+    if not stopped or restart != "no":
         module.fail_json(msg="stop not verified: status %s, restart policy %s" % (state.get("Status"), restart),
                          reason="verification_failed", output=output)
-    output["verified"] = "exists, exited, restart policy no, logs readable"
-    module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+    output["verified"] = "exists, %s, restart policy no, logs readable" % state.get("Status")
+    module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
 
 
 if __name__ == "__main__":
