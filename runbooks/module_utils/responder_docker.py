@@ -723,16 +723,51 @@ def bytes_to_evidence(data, directory, name):
         return writer.commit()
 
 
-def capture_logs_and_inspect(docker, directory, cid, tty=False, note=""):
-    """The logs (stdout and stderr, with timestamps) and the inspect JSON to evidence files."""
-    versions = {"docker": docker.version()}
-    prefix = "%s-%s" % (cid[:12], compact_utc())
+class LogsUnreadable(DockerError):
+    """The container's log driver keeps nothing the daemon can read back (`none`, or a remote
+    driver with its local cache disabled): there are no logs to capture, which is a fact about the
+    container, not a failure to retry."""
+
+    def __init__(self, message):
+        super(LogsUnreadable, self).__init__(message, reason="logs_unreadable")
+
+
+def capture_logs(docker, directory, cid, prefix, versions, tty=False, note=""):
+    """The logs (stdout and stderr, with timestamps) to an evidence file; LogsUnreadable if the
+    log driver cannot be read back."""
     started = utc_now()
-    logs = collect_to_evidence(docker, "logs", cid, directory, prefix, tty=tty)
+    try:
+        logs = collect_to_evidence(docker, "logs", cid, directory, prefix, tty=tty)
+    except DockerError as exc:
+        if "does not support reading" in str(exc):
+            raise LogsUnreadable(str(exc))
+        raise
     logs.update(kind="logs", method=logs["method"] + note, started_at=started, collected_at=utc_now(),
                 container_id=cid, tool_versions=versions)
+    return logs
+
+
+def capture_inspect(docker, directory, cid, prefix, versions, note=""):
     started = utc_now()
     inspect = bytes_to_evidence(docker.inspect_raw(cid), directory, prefix + "-inspect.json")
     inspect.update(kind="inspect", method="docker inspect" + (", via Engine API" if docker.use_api else "") + note,
                    started_at=started, collected_at=utc_now(), container_id=cid, tool_versions=versions)
-    return [logs, inspect]
+    return inspect
+
+
+def capture_logs_and_inspect(docker, directory, cid, log_driver, tty=False, note="", warnings=None):
+    """Logs and inspect JSON to evidence files. A container whose logs cannot be read back gets
+    its inspect JSON only, and `warnings` says where its logs went instead."""
+    versions = {"docker": docker.version()}
+    prefix = "%s-%s" % (cid[:12], compact_utc())
+    evidence = []
+    try:
+        evidence.append(capture_logs(docker, directory, cid, prefix, versions, tty=tty, note=note))
+    except LogsUnreadable:
+        if warnings is None:
+            raise
+        warnings.append(
+            "no logs captured: log driver %s keeps nothing docker can read back%s" % (
+                log_driver, "" if log_driver == "none" else "; collect them where that driver sends them"))
+    evidence.append(capture_inspect(docker, directory, cid, prefix, versions, note=note))
+    return evidence

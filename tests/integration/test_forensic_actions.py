@@ -83,6 +83,46 @@ def test_stopping_a_container_that_already_exited_is_not_a_failure(
     assert "last words" in Path(logs).read_text()
 
 
+def test_a_container_without_readable_logs_is_still_contained(docker: Docker, data_dir: Path) -> None:
+    """Log driver `none`: there are no logs to keep, which must not hold up containment. The logs
+    step and the stop say so on the timeline, keep the inspect JSON, and the container is stopped."""
+    victim = docker.container(
+        "nologs",
+        "--log-driver",
+        "none",
+        "--restart",
+        "always",
+        command=("sh", "-c", "trap 'exit 0' TERM; while true; do echo unseen; sleep 0.2; done"),
+    )
+    result = run_cli(
+        "run", "contain-container", "--approve", "all", "-p", f"container={victim}", data_dir=data_dir
+    )
+    assert result.returncode == 0, result.output
+    info = docker.inspect(victim)
+    assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    incident = incident_id(result.stdout)
+    db = sqlite3.connect(data_dir / "timeline.db")
+    kinds = [k for (k,) in db.execute("SELECT kind FROM evidence WHERE incident_id=?", (incident,))]
+    assert "logs" not in kinds and "inspect" in kinds and "filesystem" in kinds
+    warnings = [
+        (step, message)
+        for step, message in db.execute(
+            "SELECT step, message FROM events WHERE incident_id=? AND kind='step_warning'", (incident,)
+        )
+    ]
+    assert (
+        "preserve_logs",
+        "no logs captured: log driver none keeps nothing docker can read back",
+    ) in warnings
+    (outputs,) = db.execute(
+        "SELECT outputs FROM steps WHERE incident_id=? AND step_id='stop'", (incident,)
+    ).fetchone()
+    assert (
+        json.loads(outputs)["verified"]
+        == "exists, exited, restart policy no, no logs to read (log driver none)"
+    )
+
+
 def test_through_the_docker_cli_when_docker_host_is_set(docker: Docker, data_dir: Path) -> None:
     """With DOCKER_HOST (or another CLI context) the modules call the docker CLI, not the local
     socket: the whole contain playbook still works and its evidence says how it was collected."""

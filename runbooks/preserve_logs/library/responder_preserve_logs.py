@@ -25,9 +25,6 @@ from ansible.module_utils.responder_docker import (
     summary,
 )
 
-READABLE_DRIVERS = ("json-file", "local", "journald")
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -53,15 +50,12 @@ def main():
         module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
     try:
-        directory = evidence_dir(module.params["evidence_root"], module.params["incident"],
-                                 output.setdefault("warnings", []))
-        evidence = capture_logs_and_inspect(docker, directory, cid, tty=bool((data.get("Config") or {}).get("Tty")))
+        warnings = output.setdefault("warnings", [])
+        directory = evidence_dir(module.params["evidence_root"], module.params["incident"], warnings)
+        evidence = capture_logs_and_inspect(docker, directory, cid, facts["log_driver"],
+                                            tty=bool((data.get("Config") or {}).get("Tty")), warnings=warnings)
     except DockerError as exc:
-        hint = ""
-        if facts["log_driver"] not in READABLE_DRIVERS:
-            hint = " (log driver %s cannot be read back with docker logs; collect from its destination)" % (
-                facts["log_driver"])
-        module.fail_json(msg=str(exc) + hint, reason=exc.reason, output=output)
+        module.fail_json(msg=str(exc), reason=exc.reason, output=output)
     except OSError as exc:
         module.fail_json(msg="writing evidence failed: %s" % exc, reason="evidence_write_failed", output=output)
 

@@ -61,7 +61,9 @@ def main():
     output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[],
                   already_stopped=not running)
     directory = os.path.join(os.path.realpath(p["evidence_root"]), p["incident"])
-    have_logs = captured(directory, cid, "logs.txt") and captured(directory, cid, "inspect.json")
+    # With log driver `none` there are no logs to lose (nor to capture).
+    no_logs = facts["log_driver"] == "none"
+    have_logs = (no_logs or captured(directory, cid, "logs.txt")) and captured(directory, cid, "inspect.json")
     have_fs = captured(directory, cid, "rootfs.tar")
     if facts["auto_remove"] and not (have_logs and have_fs):
         module.fail_json(
@@ -82,10 +84,13 @@ def main():
 
     try:
         if not have_logs:
-            directory = evidence_dir(p["evidence_root"], p["incident"], output.setdefault("warnings", []))
+            warnings = output.setdefault("warnings", [])
+            directory = evidence_dir(p["evidence_root"], p["incident"], warnings)
             output["evidence"] = capture_logs_and_inspect(
-                docker, directory, cid, tty=bool((data.get("Config") or {}).get("Tty")), note=", before stop")
-            output["captured_now"] = ["logs", "inspect"]
+                docker, directory, cid, facts["log_driver"], tty=bool((data.get("Config") or {}).get("Tty")),
+                note=", before stop", warnings=warnings)
+            output["captured_now"] = [item["kind"] for item in output["evidence"]]
+            no_logs = "logs" not in output["captured_now"]
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
             docker.disable_restart(cid)
@@ -102,7 +107,8 @@ def main():
         module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
     try:
         after = docker.inspect(cid)
-        docker.check_logs_readable(cid)
+        if not no_logs:  # what could be read before the stop still can
+            docker.check_logs_readable(cid)
     except DockerError as exc:
         module.fail_json(msg="stop not verified: %s" % exc, reason="verification_failed", output=output)
     state = after.get("State") or {}
@@ -114,7 +120,8 @@ def main():
     if not stopped or restart != "no":
         module.fail_json(msg="stop not verified: status %s, restart policy %s" % (state.get("Status"), restart),
                          reason="verification_failed", output=output)
-    output["verified"] = "exists, %s, restart policy no, logs readable" % state.get("Status")
+    output["verified"] = "exists, %s, restart policy no, %s" % (
+        state.get("Status"), "no logs to read (log driver %s)" % facts["log_driver"] if no_logs else "logs readable")
     module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
 
 
