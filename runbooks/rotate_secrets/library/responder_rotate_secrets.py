@@ -71,22 +71,39 @@ def rotate_swarm(docker, names, length, incident):
     for name in names:
         if not SECRET_NAME.match(name):
             raise RejectedInput("%r is not a Docker secret name" % name)
+        match = VERSIONED.match(name)
+        base, version = (match.group("base"), int(match.group("version"))) if match else (name, 1)
+        # A retried step (the daemon dropped, a service update timed out) finds the version this
+        # incident already created from this secret, and finishes moving services onto it rather
+        # than leaving that one behind and making another.
+        made_here = docker.run(["secret", "ls", "--filter", "label=responder.incident=%s" % incident,
+                                "--filter", "label=responder.rotated_from=%s" % name,
+                                "--format", "{{.Name}}"]).split()
+        made_here = [n for n in made_here if n.startswith(base + "_v") and n[len(base) + 2:].isdigit()]
         try:
             old = json.loads(docker.run(["secret", "inspect", "--", name]))[0]
         except DockerError as exc:
+            if made_here:  # an earlier attempt got as far as removing it: nothing is left to do
+                newest = max(made_here, key=lambda n: int(n[len(base) + 2:]))
+                rotated.append({"backend": "swarm", "name": name, "new_name": newest,
+                                "version": int(newest[len(base) + 2:]), "services_updated": [],
+                                "old_removed": True, "rotated_at": utc_now(), "resumed": True})
+                continue
             raise DockerError("secret %s: %s" % (name, exc), "target_gone")
-        match = VERSIONED.match(name)
-        base, version = (match.group("base"), int(match.group("version"))) if match else (name, 1)
-        existing = set(docker.run(["secret", "ls", "--format", "{{.Name}}"]).split())
-        version += 1
-        while "%s_v%d" % (base, version) in existing:
+        if made_here:
+            new_name = max(made_here, key=lambda n: int(n[len(base) + 2:]))
+            version = int(new_name[len(base) + 2:])
+        else:
+            existing = set(docker.run(["secret", "ls", "--format", "{{.Name}}"]).split())
             version += 1
-        new_name = "%s_v%d" % (base, version)
-        rc, err = run_with_stdin([docker.binary, "secret", "create", "--label", "responder.incident=%s" % incident,
-                                  "--label", "responder.rotated_from=%s" % name, "--", new_name, "-"],
-                                 new_value(length))
-        if rc != 0:
-            raise DockerError("creating %s failed: %s" % (new_name, err.strip()))
+            while "%s_v%d" % (base, version) in existing:
+                version += 1
+            new_name = "%s_v%d" % (base, version)
+            rc, err = run_with_stdin([docker.binary, "secret", "create", "--label", "responder.incident=%s" % incident,
+                                      "--label", "responder.rotated_from=%s" % name, "--", new_name, "-"],
+                                     new_value(length))
+            if rc != 0:
+                raise DockerError("creating %s failed: %s" % (new_name, err.strip()))
         updated = []
         for user in services_using(docker, old["ID"]):
             ref = user["ref"]
@@ -103,7 +120,8 @@ def rotate_swarm(docker, names, length, incident):
         if still:
             raise DockerError("services still reference %s: %s" % (name, [u["name"] for u in still]))
         rotated.append({"backend": "swarm", "name": name, "new_name": new_name, "version": version,
-                        "services_updated": updated, "old_removed": True, "rotated_at": utc_now()})
+                        "services_updated": updated, "old_removed": True, "rotated_at": utc_now(),
+                        "resumed": bool(made_here)})
     return rotated
 
 
