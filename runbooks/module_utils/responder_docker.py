@@ -277,10 +277,6 @@ class Docker(object):
             return self.api("GET", "/images/%s/json" % quote(image_id, safe=""))
         return self.run(["image", "inspect", "--", image_id]).encode("utf-8")
 
-    def image_inspect(self, image_id):
-        data = json.loads(self.image_inspect_raw(image_id).decode("utf-8", "replace"))
-        return data[0] if isinstance(data, list) else data
-
     def _container_verb(self, verb, cid):
         """pause, unpause, kill: the same word as an API path and as a CLI command."""
         if self.use_api:
@@ -755,17 +751,15 @@ def capture_inspect(docker, directory, cid, prefix, versions, note=""):
     return inspect
 
 
-def capture_logs_and_inspect(docker, directory, cid, log_driver, tty=False, note="", warnings=None):
+def capture_logs_and_inspect(docker, directory, cid, log_driver, warnings, tty=False, note=""):
     """Logs and inspect JSON to evidence files. A container whose logs cannot be read back gets
-    its inspect JSON only, and `warnings` says where its logs went instead."""
+    its inspect JSON only, and `warnings` (a list) hears where its logs went instead."""
     versions = {"docker": docker.version()}
     prefix = "%s-%s" % (cid[:12], compact_utc())
     evidence = []
     try:
         evidence.append(capture_logs(docker, directory, cid, prefix, versions, tty=tty, note=note))
     except LogsUnreadable:
-        if warnings is None:
-            raise
         warnings.append(
             "no logs captured: log driver %s keeps nothing docker can read back%s" % (
                 log_driver, "" if log_driver == "none" else "; collect them where that driver sends them"))

@@ -52,8 +52,8 @@ def main():
     try:
         warnings = output.setdefault("warnings", [])
         directory = evidence_dir(module.params["evidence_root"], module.params["incident"], warnings)
-        evidence = capture_logs_and_inspect(docker, directory, cid, facts["log_driver"],
-                                            tty=bool((data.get("Config") or {}).get("Tty")), warnings=warnings)
+        evidence = capture_logs_and_inspect(docker, directory, cid, facts["log_driver"], warnings,
+                                            tty=bool((data.get("Config") or {}).get("Tty")))
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason, output=output)
     except OSError as exc:

@@ -87,8 +87,8 @@ def main():
             warnings = output.setdefault("warnings", [])
             directory = evidence_dir(p["evidence_root"], p["incident"], warnings)
             output["evidence"] = capture_logs_and_inspect(
-                docker, directory, cid, facts["log_driver"], tty=bool((data.get("Config") or {}).get("Tty")),
-                note=", before stop", warnings=warnings)
+                docker, directory, cid, facts["log_driver"], warnings, tty=bool((data.get("Config") or {}).get("Tty")),
+                note=", before stop")
             output["captured_now"] = [item["kind"] for item in output["evidence"]]
             no_logs = "logs" not in output["captured_now"]
         if facts["restart_policy"] != "no":
