@@ -338,6 +338,8 @@ class _Signals:
 
 
 def _finish(outcome: RunOutcome) -> int:
+    from responder.outcomes import tally_mapping
+
     if outcome.awaiting_step:
         print(
             f"\n{outcome.incident_id} is paused before step {outcome.awaiting_step}.\n"
@@ -345,7 +347,10 @@ def _finish(outcome: RunOutcome) -> int:
             f"  deny:    responder deny {outcome.incident_id}"
         )
     else:
-        print(f"\n{outcome.incident_id}: {outcome.status}. Timeline: responder show {outcome.incident_id}")
+        print(
+            f"\n{outcome.incident_id}: {outcome.status} ({tally_mapping(outcome.steps).line()}). "
+            f"Timeline: responder show {outcome.incident_id}"
+        )
     return STATUS_EXIT.get(outcome.status, 1)
 
 

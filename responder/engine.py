@@ -23,6 +23,7 @@ from responder.execution.ansible_input import StepInvocation
 from responder.execution.events import Classifier, RunnerEvent, StepOutcome, StepResult
 from responder.execution.runner import Batch, CancelToken, Executor
 from responder.ids import new_incident_id, utc_now
+from responder.outcomes import tally_mapping
 from responder.params import SecretValues
 from responder.playbook import templating
 from responder.playbook.model import HOST_PATTERN, Approval, OnFailure, Playbook, Step
@@ -946,25 +947,19 @@ class Engine:
         if stop is None:
             failed = [sid for sid, (status, _) in ledger.items() if status == StepOutcome.FAILED]
             stop = IncidentStatus.FAILED if failed else IncidentStatus.SUCCEEDED
-        done = [
-            s.id for s in playbook.steps if ledger[s.id][0] in (StepOutcome.SUCCEEDED, StepOutcome.FAILED)
-        ]
-        not_done = [
-            s.id
-            for s in playbook.steps
-            if ledger[s.id][0] in (StepOutcome.NOT_RUN, StepOutcome.INTERRUPTED, StepOutcome.TIMED_OUT)
-        ]
+        tally = tally_mapping(
+            {sid: status for sid, (status, _) in ledger.items()}, [s.id for s in playbook.steps]
+        )
         self.timeline.set_status(incident_id, stop)
         self._event(
             incident_id,
             "incident_closed" if stop is not IncidentStatus.INTERRUPTED else "incident_interrupted",
             f"incident {stop}"
             + (f" (the container is already handled by incident {self.held_by})" if self.held_by else "")
-            + f": done {', '.join(done) or 'nothing'}; not done {', '.join(not_done) or 'nothing'}",
+            + f": {tally.line()}",
             data={
                 "status": stop,
-                "done": done,
-                "not_done": not_done,
+                **tally.as_dict(),
                 "steps": {sid: status for sid, (status, _) in ledger.items()},
                 **({"held_by": self.held_by} if self.held_by else {}),
             },

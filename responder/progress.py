@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
 from responder.execution.events import RunnerEvent, StepOutcome
+from responder.outcomes import tally_mapping
 
 if TYPE_CHECKING:
     from responder.catalog import Catalog
@@ -142,6 +143,7 @@ def print_incident(out: IO[str], timeline: Timeline, incident_id: str) -> None:
     steps = timeline.steps(incident_id)
     if steps:
         w("  steps:    " + ", ".join(f"{sid}={status}" for sid, (status, _) in steps.items()) + "\n")
+        w(f"  outcome:  {tally_mapping({sid: status for sid, (status, _) in steps.items()}).line()}\n")
     w("\ntimeline (UTC):\n")
     for event in timeline.events(incident_id):
         where = " ".join(x for x in (event.step or "", f"@{event.host}" if event.host else "") if x)

@@ -82,7 +82,14 @@ def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
         f"<li>Status: <b>{h(inc.status)}</b></li><li>Severity: {h(inc.severity)}</li>"
         f"<li>Playbook: {h(inc.playbook_path)} (sha256 <code>{h(inc.playbook_sha256)}</code>)</li>"
         f"<li>Opened {h(inc.created_at)} by {h(inc.actor)}; last update {h(inc.updated_at)}</li>"
-        f"<li>{summary.event_count} events from {h(summary.first_ts)} to {h(summary.last_ts)}</li></ul>\n"
+        f"<li>{summary.event_count} events from {h(summary.first_ts)} to {h(summary.last_ts)}</li>"
+    )
+    tally = summary.tally
+    w(
+        f"<li>Steps done: {h(', '.join(tally.done) or 'none')}</li>"
+        f'<li class="outcome-failed">Steps failed: {h(", ".join(tally.failed) or "none")}</li>'
+        + (f"<li>Steps skipped: {h(', '.join(tally.skipped))}</li>" if tally.skipped else "")
+        + f"<li>Steps not done: {h(', '.join(tally.not_done) or 'none')}</li></ul>\n"
     )
     w("<h2>Trigger</h2><ul>")
     for key, value in sorted(dict(inc.trigger).items()):

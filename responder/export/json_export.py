@@ -48,6 +48,7 @@ def summary_json(summary: Summary) -> dict[str, Any]:
         "hosts": sorted(summary.hosts),
         "containers": [asdict(c) for c in summary.containers.values()],
         "steps": [asdict(s) for s in summary.steps.values()],
+        "step_tally": summary.tally.as_dict(),
         "decisions": summary.decisions,
         "secrets_rotated": summary.secrets_rotated,
         "notifications": summary.notifications,

@@ -22,8 +22,12 @@ def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
     )
     w(f"- **Opened:** {md(inc.created_at)} by {md(inc.actor)}; last update {md(inc.updated_at)}\n")
     w(f"- **Events:** {summary.event_count}, from {md(summary.first_ts)} to {md(summary.last_ts)}\n")
-    done = [s.step_id for s in summary.steps.values() if s.outcome == "succeeded"]
-    w(f"- **Steps done:** {md(', '.join(done) or 'none')}\n\n")
+    tally = summary.tally
+    w(f"- **Steps done:** {md(', '.join(tally.done) or 'none')}\n")
+    w(f"- **Steps failed:** {md(', '.join(tally.failed) or 'none')}\n")
+    if tally.skipped:
+        w(f"- **Steps skipped:** {md(', '.join(tally.skipped))}\n")
+    w(f"- **Steps not done:** {md(', '.join(tally.not_done) or 'none')}\n\n")
 
     w("## Trigger\n\n")
     trigger = dict(inc.trigger)

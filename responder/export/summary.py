@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from responder.outcomes import StepTally, tally_steps
 from responder.timeline import EvidenceRecord, Incident, IncidentStatus, Timeline
 
 _DECODED = {
@@ -57,6 +58,11 @@ class Summary:
     secrets_rotated: list[dict[str, Any]] = field(default_factory=list)
     notifications: dict[str, int] = field(default_factory=dict)  # status -> count
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def tally(self) -> StepTally:
+        """What the steps came to: the same answer the closing event, Slack, the CLI and the API give."""
+        return tally_steps((s.step_id, s.outcome) for s in self.steps.values())
 
     @property
     def open_items(self) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from responder.outcomes import tally_mapping
 from responder.timeline import Event, EvidenceRecord, Incident
 
 # https://api.slack.com/reference/block-kit/blocks: header text 150, section text 3000,
@@ -104,13 +105,15 @@ def plain_reply(incident_id: str, event: Event, prefix: str = "") -> Message:
 
 
 def closing_message(incident: Incident, event: Event, evidence: list[EvidenceRecord]) -> Message:
-    done = event.data.get("done") or []
-    not_done = event.data.get("not_done") or []
+    steps = event.data.get("steps")
+    tally = tally_mapping(steps if isinstance(steps, dict) else {})
     mismatches = sum(1 for e in evidence if e.sha256_source != e.sha256_controller)
     lines = [
         f"{_EMOJI.get(str(incident.status), '')} *Incident {escape(incident.id)} {escape(incident.status)}*",
-        f"Contained: {escape(', '.join(done) or 'nothing')}",
-        f"Not done: {escape(', '.join(not_done) or 'nothing')}",
+        f"Done: {escape(', '.join(tally.done) or 'nothing')}",
+        f"Failed: {escape(', '.join(tally.failed) or 'nothing')}",
+        *([f"Skipped: {escape(', '.join(tally.skipped))}"] if tally.skipped else []),
+        f"Not done: {escape(', '.join(tally.not_done) or 'nothing')}",
         f"Evidence: {len(evidence)} file(s), SHA-256 verified on the controller"
         + (f", *{mismatches} mismatch(es)*" if mismatches else ""),
         f"Timeline: `responder show {escape(incident.id)}`; review: `responder export {escape(incident.id)} -f md`",

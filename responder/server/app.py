@@ -25,6 +25,7 @@ from responder.errors import StateError, UsageError
 from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, decode
 from responder.intake.routing import RejectedInput, Router
 from responder.intake.store import AlertStore, Intake, StoreUnavailable
+from responder.outcomes import tally_mapping
 from responder.playbook.model import AlertSource, Approval
 from responder.server.auth import Auth, Verdict
 from responder.server.metrics import Metrics
@@ -217,7 +218,8 @@ class _Handlers:
         except UsageError:
             return _error(404, "no such incident")
         steps = {sid: status for sid, (status, _) in self.state.timeline.steps(incident.id).items()}
-        return web.json_response({**_incident_json(incident), "steps": steps})
+        tally = tally_mapping(steps).as_dict()
+        return web.json_response({**_incident_json(incident), "steps": steps, "step_tally": tally})
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
         if denied := await self._api_auth(request):

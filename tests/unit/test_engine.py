@@ -117,6 +117,44 @@ def test_abort_stops_and_records_what_was_not_done(tmp_path: Path) -> None:
     assert outcome.steps == {"first": "failed", "wait": "not_run", "later": "not_run"}
     closed = next(e for e in engine.timeline.events(outcome.incident_id) if e.kind == "incident_closed")
     assert closed.data["not_done"] == ["wait", "later"]
+    assert closed.data["done"] == [] and closed.data["failed"] == ["first"]
+    assert "done nothing; failed first" in closed.message
+
+
+def test_no_summary_calls_a_failed_step_done(tmp_path: Path) -> None:
+    """The closing event, Slack, the CLI line, every export and the API say the same thing, and
+    the failed step is in none of their "done" lists (it used to be in the closing event's)."""
+    import io
+    import json
+
+    from responder.export import markdown_export
+    from responder.export.html_export import write as write_html
+    from responder.export.json_export import summary_json
+    from responder.export.summary import summarize
+    from responder.notify.messages import closing_message
+    from responder.outcomes import tally_mapping
+
+    engine, _executor, catalog = setup(tmp_path, {"isolate": StepOutcome.FAILED})
+    outcome = engine.start(request(catalog, "canary", value="v"))
+    iid = outcome.incident_id
+    timeline = engine.timeline
+    closed = next(e for e in timeline.events(iid) if e.kind == "incident_closed")
+    assert "isolate" not in closed.data["done"] and closed.data["failed"] == ["isolate"]
+    assert "done echo, echo_again, logs; failed isolate" in closed.message
+    slack = json.dumps(closing_message(timeline.incident(iid), closed, []).blocks)
+    assert "Done: echo, echo_again, logs" in slack and "Failed: isolate" in slack
+    assert "Contained" not in slack
+    summary = summarize(timeline, iid)
+    assert summary.tally.done == ("echo", "echo_again", "logs") and summary.tally.failed == ("isolate",)
+    assert summary_json(summary)["step_tally"]["failed"] == ["isolate"]
+    md = io.StringIO()
+    markdown_export.write(timeline, summary, md)
+    assert "**Steps done:** echo, echo\\_again, logs" in md.getvalue()
+    assert "**Steps failed:** isolate" in md.getvalue()
+    html = io.StringIO()
+    write_html(timeline, summary, html)
+    assert "Steps failed: isolate" in html.getvalue()
+    assert tally_mapping(outcome.steps).failed == ("isolate",)
 
 
 def test_continue_keeps_going(tmp_path: Path) -> None:

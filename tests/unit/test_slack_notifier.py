@@ -79,7 +79,7 @@ def story(tl: Timeline, notifier: SlackNotifier) -> None:
         ),
     )
     tl.set_status(IID, IncidentStatus.SUCCEEDED)
-    feed(tl, notifier, ("incident_closed", "incident succeeded", {"done": ["isolate"], "not_done": []}))
+    feed(tl, notifier, ("incident_closed", "incident succeeded", {"done": ["isolate"], "not_done": [], "steps": {"isolate": "succeeded"}}))
 
 
 def events_of(tl: Timeline, kind: str) -> list:
@@ -95,7 +95,7 @@ def test_one_thread_per_incident_with_updates_and_summary(tmp_path: Path) -> Non
         assert notifier.close(10) == 0
     root, *replies = slack.state.messages
     assert root.thread_ts is None and all(r.thread_ts == root.ts for r in replies)
-    assert len(replies) == 2 and "Contained: isolate" in json.dumps(replies[1].blocks)
+    assert len(replies) == 2 and "Done: isolate" in json.dumps(replies[1].blocks)
     assert "responder export" in json.dumps(replies[1].blocks)
     assert slack.state.updates and slack.state.updates[-1]["ts"] == root.ts
     assert "succeeded" in json.dumps(slack.state.updates[-1]["blocks"])
@@ -224,7 +224,7 @@ def test_webhook_mode_same_content_no_threads(tmp_path: Path) -> None:
     posts = slack.state.webhook_posts
     assert len(posts) == 4  # root, step, summary, final status as a new message
     assert "thread_ts" not in json.dumps(posts)
-    assert "Contained: isolate" in json.dumps(posts)
+    assert "Done: isolate" in json.dumps(posts)
     assert slack.webhook_url.encode() not in (tmp_path / "t.db").read_bytes()
 
 

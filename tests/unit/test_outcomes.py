@@ -1,0 +1,44 @@
+"""The one function that decides what an incident's steps came to."""
+
+from __future__ import annotations
+
+import pytest
+
+from responder.execution.events import StepOutcome
+from responder.outcomes import tally_mapping, tally_steps
+
+
+@pytest.mark.parametrize("outcome", [o.value for o in StepOutcome if o is not StepOutcome.SUCCEEDED])
+def test_only_success_is_done(outcome: str) -> None:
+    tally = tally_steps([("a", "succeeded"), ("b", outcome)])
+    assert tally.done == ("a",)
+    assert "b" in tally.failed + tally.skipped + tally.not_done
+
+
+def test_kinds_of_not_done() -> None:
+    tally = tally_steps(
+        [
+            ("fail", "failed"),
+            ("down", "host_unreachable"),
+            ("bad", "config_error"),
+            ("slow", "timed_out"),
+            ("cut", "interrupted"),
+            ("never", "not_run"),
+            ("crashed", "running"),
+            ("skip", "skipped"),
+            ("future", "some_new_outcome"),
+        ]
+    )
+    assert tally.done == ()
+    assert tally.failed == ("fail", "down", "bad", "slow", "future")
+    assert tally.not_done == ("cut", "never", "crashed")
+    assert tally.skipped == ("skip",)
+    assert tally.line() == (
+        "done nothing; failed fail, down, bad, slow, future; skipped skip; not done cut, never, crashed"
+    )
+
+
+def test_mapping_follows_the_given_order_then_the_rest() -> None:
+    tally = tally_mapping({"c": "succeeded", "a": "succeeded", "b": "failed"}, ["a", "b", "missing"])
+    assert tally.done == ("a", "c") and tally.failed == ("b",)
+    assert tally_mapping({}).line() == "done nothing; not done nothing"
