@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-i", "--inventory", help="Ansible inventory for alert-triggered runs")
     serve.add_argument("--grace", type=float, help="seconds running playbooks get to finish on shutdown (30)")
     serve.add_argument(
+        "--body-timeout",
+        type=float,
+        help="seconds a client has to send a request body once its headers are in (10)",
+    )
+    serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="allow a non-loopback address without a token or HMAC secret (only behind an authenticating proxy)",
@@ -666,6 +671,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port or int(config.get("port", 8080)),
         workers=args.workers if args.workers is not None else int(config.get("workers", 2)),
         grace=args.grace if args.grace is not None else float(config.get("grace", 30)),
+        body_timeout=args.body_timeout
+        if args.body_timeout is not None
+        else float(config.get("body_timeout", 10)),
         insecure_no_auth=args.insecure_no_auth,
         inventory=inventory,
         cli_args=[*_location_args(args), *data_dir_args, *inventory_args],

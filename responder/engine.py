@@ -172,6 +172,11 @@ class Engine:
                 "limit": request.limit,
             },
         )
+        warnings = request.trigger.get("warnings")
+        for warning in warnings if isinstance(warnings, list) else []:
+            self._event(
+                incident.id, "intake_warning", str(warning), actor="webhook", data={"warning": warning}
+            )
         for step_id in chosen:
             self._event(
                 incident.id,

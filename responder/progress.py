@@ -60,6 +60,7 @@ class Progress:
             "incident_resumed",
             "incident_blocked",
             "container_held",
+            "intake_warning",
         ):
             self._print(f"  * {event.message}")
 

@@ -182,6 +182,20 @@ class Classifier:
 
     def result(self, *, canceled: str | None, rc: int | None) -> list[StepResult]:
         results = list(self.steps.values())
+        if self.plays_started == 0 and canceled and results:
+            # Stopped (a signal, the server's drain, a timeout) while ansible-playbook was still
+            # starting: nothing ran, and nothing is wrong with the playbook. The first step is
+            # the one that was cut short, so the incident is interrupted (and resumable).
+            first = results[0]
+            first.outcome = StepOutcome.TIMED_OUT if canceled == "timeout" else StepOutcome.INTERRUPTED
+            first.message = (
+                "step exceeded its timeout before Ansible started it"
+                if canceled == "timeout"
+                else "run interrupted before Ansible started the step"
+            )
+            for step in results:
+                step.finish()
+            return results
         if self.plays_started == 0 and (rc or canceled is None):
             for step in results:
                 step.outcome = StepOutcome.CONFIG_ERROR

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from typing import Any
 from responder.locks import container_key
 from responder.playbook.model import FALCO_PRIORITIES, AlertSource
 
-MAX_ALERTS = 1000  # per Alertmanager notification; its default max_alerts is 0 (unlimited), its batches are far smaller
 MAX_DEPTH = 32
 MAX_TEXT = 4096  # longest identifying string (rule, name, host, label value) we keep as a key
 FIRING = "firing"
@@ -60,6 +60,9 @@ class Alert:
     container: str | None
     occurred_at: str | None
     document: Mapping[str, Any]
+    # What the sender said it left out or lumped together (Alertmanager's truncatedAlerts):
+    # recorded on the incident's timeline, never a reason to refuse the alert.
+    warnings: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,7 @@ class Alert:
             "container": self.container,
             "occurred_at": self.occurred_at,
             "dedup_key": self.dedup_key,
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
 
@@ -90,6 +94,13 @@ def _no_constants(name: str) -> Any:
     raise BadJSON(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float | str:
+    """`1e999` is valid JSON but no finite double: keep its text rather than store `Infinity`,
+    which is not JSON (and which SQLite's json functions and every export would then choke on)."""
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
 def decode(body: bytes) -> Any:
     """Parse a request body: UTF-8 JSON, no duplicate keys, no NaN/Infinity, bounded nesting."""
     try:
@@ -97,7 +108,9 @@ def decode(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise BadJSON(f"body is not UTF-8 (byte {exc.start})") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+        )
     except json.JSONDecodeError as exc:
         raise BadJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except RecursionError as exc:
@@ -194,10 +207,11 @@ def parse_alertmanager(payload: Any) -> list[Alert]:
             f'payload.version must be "4" (Alertmanager webhook format), got {body.get("version")!r}'
         )
     alerts = body.get("alerts")
-    if not isinstance(alerts, list) or not alerts:
-        raise ShapeError(f"payload.alerts must be a non-empty array, got {_kind(alerts)}")
-    if len(alerts) > MAX_ALERTS:
-        raise ShapeError(f"payload.alerts holds {len(alerts)} alerts; at most {MAX_ALERTS} per notification")
+    if not isinstance(alerts, list):
+        raise ShapeError(f"payload.alerts must be an array, got {_kind(alerts)}")
+    # No cap on the count: Alertmanager's max_alerts defaults to unlimited, and it never retries a
+    # 4xx. The request body cap bounds what one notification can carry.
+    warnings = alertmanager_warnings(body)
     shared = {
         k: body.get(k)
         for k in ("receiver", "groupLabels", "commonLabels", "commonAnnotations", "externalURL")
@@ -226,9 +240,28 @@ def parse_alertmanager(payload: Any) -> list[Alert]:
                 container=labels.get("container") or labels.get("container_id"),
                 occurred_at=starts_at,
                 document={**shared, **alert},
+                warnings=warnings,
             )
         )
     return out
+
+
+def alertmanager_warnings(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """What an Alertmanager notification says it lost: `truncatedAlerts` counts the alerts of the
+    group that its receiver's `max_alerts` cut off (they are not in `alerts`, and never will be:
+    the next notification of the group is cut the same way)."""
+    truncated = body.get("truncatedAlerts")
+    group = body.get("groupKey")
+    where = f" of group {group}" if isinstance(group, str) and group else ""
+    out: list[str] = []
+    if isinstance(truncated, int) and not isinstance(truncated, bool) and truncated > 0:
+        out.append(
+            f"Alertmanager left {truncated} alert(s){where} out of this notification (max_alerts in "
+            f"receiver {body.get('receiver')!r}); look them up in Alertmanager: responder never saw them"
+        )
+    if not body.get("alerts") and not out:
+        out.append(f"Alertmanager sent a notification{where} with no alerts in it")
+    return tuple(out)
 
 
 def _label_hash(labels: Mapping[str, str]) -> str:

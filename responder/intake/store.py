@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import queue
@@ -48,6 +49,7 @@ class Intake:
     limit: str | None = None
     rejected: str | None = None
     no_action: str | None = None
+    no_action_code: str | None = None  # a metrics label: why nothing is done (host_event, ...)
 
 
 @dataclass(frozen=True)
@@ -436,7 +438,8 @@ class AlertStore:
                 intake.limit,
                 lock,
                 incident_id,
-                _dump(alert.document),
+                # A queued alert's worker reads its whole document; the rest are kept for the record.
+                _dump(alert.document) if state == "queued" else bounded_document(alert.document),
             ),
         )
         assert cursor.lastrowid is not None
@@ -587,7 +590,55 @@ def load_alert(path: Path, alert_id: int) -> QueuedAlert:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    # allow_nan=False: what is stored is JSON, always (Python would otherwise write Infinity).
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
+
+
+DOCUMENT_KEEP = 16 * 1024  # bytes of an unmatched/rejected alert's document kept whole
+_KEEP_TEXT = 512  # characters kept of each string in a document that is over DOCUMENT_KEEP
+_KEEP_ITEMS = 64  # entries kept of each object or array in such a document
+
+
+def bounded_document(document: Any) -> str:
+    """An alert document for the ledger, at most about DOCUMENT_KEEP bytes.
+
+    Unmatched, rejected and no-action alerts are kept for investigators, not run: anyone who can
+    reach the webhook could otherwise store a megabyte per alert, indefinitely. A document over
+    the limit keeps its shape (the first entries of each object and array, the start of each
+    string), and the SHA-256 and size of the whole, so a copy found elsewhere can be matched."""
+    text = _dump(document)
+    size = len(text.encode("utf-8"))
+    if size <= DOCUMENT_KEEP:
+        return text
+    kept = _trim(document, _KEEP_TEXT, _KEEP_ITEMS)
+    while True:
+        out = _dump(
+            {
+                "_responder_trimmed": {
+                    "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "bytes": size,
+                    "note": "document over the stored size; shape and string starts kept",
+                },
+                "kept": kept,
+            }
+        )
+        if len(out.encode("utf-8")) <= DOCUMENT_KEEP or kept is None:
+            return out
+        kept = None  # still too wide: keep only the hash and the size
+
+
+def _trim(value: Any, text: int, items: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= text else value[:text] + f"...[{len(value) - text} more characters]"
+    if isinstance(value, dict):
+        out = {str(k)[:text]: _trim(v, text, items) for k, v in list(value.items())[:items]}
+        if len(value) > items:
+            out["_responder_more_keys"] = len(value) - items
+        return out
+    if isinstance(value, list):
+        trimmed = [_trim(v, text, items) for v in value[:items]]
+        return trimmed + ([f"...[{len(value) - items} more items]"] if len(value) > items else [])
+    return value
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -35,6 +35,7 @@ _WATCHED = {
     "incident_closed",
     "incident_interrupted",
     "alert_resolved",
+    "intake_warning",
 }
 _STATUS_CHANGES = {"approval_requested", "incident_resumed", "incident_closed", "incident_interrupted"}
 _STOP = object()
@@ -155,6 +156,8 @@ class SlackNotifier:
             self._deliver(iid, step_message(iid, event))
         elif event.kind in ("approval_requested", "approval_granted", "approval_denied", "incident_resumed"):
             self._deliver(iid, plain_reply(iid, event))
+        elif event.kind == "intake_warning":
+            self._deliver(iid, plain_reply(iid, event, prefix=":warning: "))
         elif event.kind == "alert_resolved":
             still = (
                 "still contained" if incident.status is not IncidentStatus.RELEASED else "already released"

@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from responder.catalog import Catalog
 from responder.errors import StateError, UsageError
-from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, decode
+from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, alertmanager_warnings, decode
 from responder.intake.routing import RejectedInput, Router
 from responder.intake.store import AlertStore, Intake, StoreUnavailable
 from responder.outcomes import tally_mapping
@@ -33,6 +34,7 @@ from responder.server.workers import WorkerPool
 from responder.timeline import Incident, IncidentStatus, Timeline
 
 MAX_BODY = 1 << 20
+BODY_TIMEOUT = 10.0  # seconds a client has to send its whole body once the headers are in
 log = logging.getLogger("responder.server")
 
 
@@ -49,13 +51,19 @@ class _RateLimitedLog:
         self._dropped: dict[str, int] = {}
 
     def warning(self, kind: str, message: str, *args: Any) -> None:
+        self.log(logging.WARNING, kind, message, *args)
+
+    def info(self, kind: str, message: str, *args: Any) -> None:
+        self.log(logging.INFO, kind, message, *args)
+
+    def log(self, level: int, kind: str, message: str, *args: Any) -> None:
         now = time.monotonic()
         if now - self._last.get(kind, 0.0) < self.interval:
             self._dropped[kind] = self._dropped.get(kind, 0) + 1
             return
         dropped = self._dropped.pop(kind, 0)
         self._last[kind] = now
-        log.warning(message + (f" (+{dropped} similar suppressed)" if dropped else ""), *args)
+        log.log(level, message + (f" (+{dropped} similar suppressed)" if dropped else ""), *args)
 
 
 @dataclass
@@ -68,6 +76,7 @@ class ServerState:
     timeline: Timeline
     metrics: Metrics
     draining: bool = False
+    body_timeout: float = BODY_TIMEOUT
 
 
 def build_app(state: ServerState) -> web.Application:
@@ -84,6 +93,17 @@ def build_app(state: ServerState) -> web.Application:
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)
     return app
+
+
+def _bounded_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int | str:
+    """A numeric query parameter, bounded on both sides: plain decimal digits only (no sign,
+    spaces or underscores, which int() would accept), refused with 400 outside [low, high]."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
+        return f"{name} must be a whole number from {low} to {high}"
+    return int(text)
 
 
 def _error(status: int, message: str, close: bool = False) -> web.Response:
@@ -108,23 +128,59 @@ class _Handlers:
         if verdict is not None and not verdict.ok:
             return self._deny(request, source, verdict)
         try:
-            body = await _read_capped(request)
+            body = await asyncio.wait_for(_read_capped(request), self.state.body_timeout)
         except _TooLarge:
-            self.state.metrics.count_rejected(source, "too_large")
-            return _error(413, f"body larger than {MAX_BODY} bytes", close=True)
+            return self._refuse(request, source, "too_large", 413, f"body larger than {MAX_BODY} bytes")
         except asyncio.IncompleteReadError:
-            self.state.metrics.count_rejected(source, "bad_json")
-            return _error(400, "body shorter than its Content-Length", close=True)
+            return self._refuse(request, source, "bad_json", 400, "body shorter than its Content-Length")
+        except TimeoutError:
+            return self._refuse(
+                request, source, "slow_body", 408, f"body not received within {self.state.body_timeout:g} s"
+            )
+        except (ConnectionError, aiohttp.ClientConnectionError):
+            # The client left mid-body: nobody to answer. One quiet line (rate-limited), no traceback.
+            self.state.metrics.count_rejected(source, "cut_short")
+            self.denied.info(
+                "cut_short",
+                "%s %s from %s: client left before sending its body",
+                request.method,
+                _path(request),
+                request.remote,
+            )
+            return _error(400, "request cut short", close=True)
         if verdict is None:
             verdict = auth.with_body(request.headers, body)
             if not verdict.ok:
                 return self._deny(request, source, verdict)
         return body
 
+    def _refuse(
+        self, request: web.Request, source: str, reason: str, status: int, message: str
+    ) -> web.Response:
+        """A 4xx: counted, and one concise log line (what, from where, why; never the payload),
+        at most one a second per kind so that a flood of bad requests cannot flood the log."""
+        self.state.metrics.count_rejected(source, reason)
+        self.denied.warning(
+            f"refused:{reason}",
+            "%s %s from %s refused %d (%s): %s",
+            request.method,
+            _path(request),
+            request.remote,
+            status,
+            reason,
+            message[:300],
+        )
+        return _error(status, message, close=status in (408, 413))
+
     def _deny(self, request: web.Request, source: str, verdict: Verdict) -> web.Response:
         self.state.metrics.count_rejected(source, "auth")
         self.denied.warning(
-            "auth", "%s %s from %s refused: %s", request.method, request.path, request.remote, verdict.reason
+            "auth",
+            "%s %s from %s refused: %s",
+            request.method,
+            _path(request),
+            request.remote,
+            verdict.reason,
         )
         # The unread body is discarded by closing the connection rather than reading it.
         return _error(verdict.status, verdict.reason, close=True)
@@ -148,30 +204,48 @@ class _Handlers:
         if isinstance(body, web.Response):
             return body
         try:
-            alerts = PARSERS[source](decode(body))
+            request["decoded"] = decode(body)
+            alerts = PARSERS[source](request["decoded"])
         except BadJSON as exc:
-            metrics.count_rejected(source, "bad_json")
-            return _error(400, str(exc))
+            return self._refuse(request, source, "bad_json", 400, str(exc))
         except ShapeError as exc:
-            metrics.count_rejected(source, "bad_shape")
-            return _error(422, str(exc))
+            return self._refuse(request, source, "bad_shape", 422, str(exc))
         metrics.count_received(source, len(alerts))
+        warnings = alerts[0].warnings if alerts else alertmanager_warnings(request["decoded"])
+        for warning in warnings:
+            metrics.count_intake_warning(source)
+            log.warning("%s notification from %s: %s", source, request.remote, warning)
+        if not alerts:  # nothing to store or run, and nothing a retry would change: never a 4xx
+            return web.json_response({"alerts": [], "warnings": list(warnings)}, status=200)
+        intakes: list[Intake] | None = None
         try:
             # repeats of committed alerts are answered at once; anything new waits for its commit
             decisions = self.state.store.known_duplicates(alerts)
             if decisions is None:
-                decisions = await self.state.store.submit_async([self._route(alert) for alert in alerts])
+                intakes = [self._route(alert) for alert in alerts]
+                decisions = await self.state.store.submit_async(intakes)
         except StoreUnavailable as exc:
             metrics.count_rejected(source, "unavailable")
             log.critical("could not commit %d alert(s) from %s: %s", len(alerts), source, exc)
             return _error(503, "the alert could not be stored now; retry")
-        for decision in decisions:
+        for index, decision in enumerate(decisions):
             metrics.count_result(source, decision.result)
+            if decision.result == "no_action" and intakes is not None:
+                metrics.count_no_action(source, intakes[index].no_action_code or "other")
         results = [d.result for d in decisions]
         if "queued" in results:
             status = 202
         elif all(r == "rejected" for r in results):
             status = 422
+            reasons = "; ".join(sorted({d.reason or "" for d in decisions}))
+            self.denied.warning(
+                "refused:rejected_input",
+                "%s %s from %s refused 422 (rejected_input): %s",
+                request.method,
+                _path(request),
+                request.remote,
+                reasons[:300],
+            )
         else:
             status = 200
         return web.json_response({"alerts": [d.as_json() for d in decisions]}, status=status)
@@ -179,7 +253,10 @@ class _Handlers:
     def _route(self, alert: Alert) -> Intake:
         if alert.source is AlertSource.FALCO and alert.container is None and alert.status == "firing":
             return Intake(
-                alert, None, no_action="host event (container.id is host or absent): no container action"
+                alert,
+                None,
+                no_action="host event (container.id is host or absent): no container action",
+                no_action_code="host_event",
             )
         route = self.state.router.route(alert)
         if route is None or alert.status != "firing":
@@ -203,10 +280,9 @@ class _Handlers:
     async def incidents(self, request: web.Request) -> web.StreamResponse:
         if denied := await self._api_auth(request):
             return denied
-        try:
-            limit = min(int(request.query.get("limit", "50")), 1000)
-        except ValueError:
-            return _error(400, "limit must be an integer")
+        limit = _bounded_int(request, "limit", default=50, low=1, high=1000)
+        if isinstance(limit, str):
+            return self._refuse(request, "api", "bad_request", 400, limit)
         rows = self.state.timeline.incidents(limit=limit)
         return web.json_response({"incidents": [_incident_json(i) for i in rows]})
 
@@ -253,16 +329,44 @@ class _Handlers:
         await response.write_eof()
         return response
 
+    async def _decision_auth(self, request: web.Request) -> web.Response | None:
+        """Approve, deny and release change what happens to a container: they always need an
+        authenticated caller. A server started without credentials (allowed on loopback for
+        alerts) would otherwise let any local user approve a stop with a plain curl."""
+        if not self.state.auth.enabled:
+            self.state.metrics.count_rejected("api", "auth")
+            self.denied.warning(
+                "auth",
+                "%s %s from %s refused: no credentials configured",
+                request.method,
+                _path(request),
+                request.remote,
+            )
+            return _error(
+                401,
+                "decisions need an authenticated caller, and this server has no credentials configured: "
+                "set RESPONDER_WEBHOOK_TOKEN_FILE or RESPONDER_WEBHOOK_HMAC_SECRET_FILE, "
+                "or decide on the controller (responder approve)",
+                close=True,
+            )
+        return await self._api_auth(request)
+
     async def approve(self, request: web.Request) -> web.StreamResponse:
-        if denied := await self._api_auth(request):
+        if denied := await self._decision_auth(request):
             return denied
         incident_id = request.match_info["id"]
         try:
             body = decode(request["body"] or b"{}")
         except BadJSON as exc:
-            return _error(400, str(exc))
+            return self._refuse(request, "api", "bad_request", 400, str(exc))
         if not isinstance(body, dict):
-            return _error(422, "body must be a JSON object: {step: ID} or {all: true}, with actor and reason")
+            return self._refuse(
+                request,
+                "api",
+                "bad_request",
+                422,
+                "body must be a JSON object: {step: ID} or {all: true}, with actor and reason",
+            )
         actor, reason, step, every = (
             body.get("actor"),
             body.get("reason", ""),
@@ -270,11 +374,17 @@ class _Handlers:
             body.get("all"),
         )
         if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
-            return _error(422, "actor (who approves, up to 200 characters) is required")
+            return self._refuse(
+                request, "api", "bad_request", 422, "actor (who approves, up to 200 characters) is required"
+            )
         if not isinstance(reason, str) or len(reason) > 2000:
-            return _error(422, "reason must be a string of at most 2000 characters")
+            return self._refuse(
+                request, "api", "bad_request", 422, "reason must be a string of at most 2000 characters"
+            )
         if (step is None) == (every is not True):
-            return _error(422, "give either step (a gated step id) or all: true")
+            return self._refuse(
+                request, "api", "bad_request", 422, "give either step (a gated step id) or all: true"
+            )
         try:
             chosen = self._approvable(incident_id, None if every else step)
         except UsageError:
@@ -343,6 +453,12 @@ class _Handlers:
         return web.Response(
             text=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"}
         )
+
+
+def _path(request: web.Request) -> str:
+    """The path as the client sent it (still percent-encoded), cut to a length fit for a log."""
+    raw = request.raw_path
+    return raw if len(raw) <= 200 else raw[:200] + "..."
 
 
 async def _read_capped(request: web.Request) -> bytes:

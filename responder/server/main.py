@@ -19,6 +19,7 @@ from responder.errors import ConfigError, PlaybookError
 from responder.intake.routing import Router
 from responder.intake.store import AlertStore, pid_alive
 from responder.playbook.model import Playbook
+from responder.server import logline
 from responder.server.app import ServerState, build_app
 from responder.server.auth import Auth, is_loopback, scrubbed_environment
 from responder.server.metrics import Metrics
@@ -35,6 +36,7 @@ class ServeOptions:
     port: int
     workers: int
     grace: float
+    body_timeout: float
     insecure_no_auth: bool
     inventory: str | None
     cli_args: Sequence[str]  # location flags handed on to worker processes
@@ -106,9 +108,7 @@ def recover(store: AlertStore, settings: Settings, catalog: Catalog) -> None:
 
 
 def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOptions) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logline.install(logging.INFO)
     check_bind(options.host, auth, options.insecure_no_auth)
     playbooks = load_routable_playbooks(settings, catalog)
     router = Router.from_playbooks(playbooks)
@@ -130,6 +130,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
         pool=pool,
         timeline=Timeline(settings.database),
         metrics=Metrics(),
+        body_timeout=options.body_timeout,
     )
     app = build_app(state)
 

@@ -21,6 +21,8 @@ class Metrics:
         self.deduplicated: Counter[str] = Counter()  # by source
         self.rejected: Counter[tuple[str, str]] = Counter()  # by (source, reason)
         self.results: Counter[tuple[str, str]] = Counter()  # by (source, result)
+        self.no_action: Counter[tuple[str, str]] = Counter()  # by (source, reason code)
+        self.intake_warnings: Counter[str] = Counter()  # by source
 
     def count_received(self, source: str, n: int = 1) -> None:
         with self._lock:
@@ -31,6 +33,14 @@ class Metrics:
             self.results[(source, result)] += 1
             if result == "duplicate":
                 self.deduplicated[source] += 1
+
+    def count_no_action(self, source: str, reason: str) -> None:
+        with self._lock:
+            self.no_action[(source, reason)] += 1
+
+    def count_intake_warning(self, source: str) -> None:
+        with self._lock:
+            self.intake_warnings[source] += 1
 
     def count_rejected(self, source: str, reason: str) -> None:
         with self._lock:
@@ -46,6 +56,7 @@ class Metrics:
         with self._lock:
             received, dedup = dict(self.received), dict(self.deduplicated)
             rejected, results = dict(self.rejected), dict(self.results)
+            no_action, warnings = dict(self.no_action), dict(self.intake_warnings)
         family("responder_alerts_received_total", "counter", "Alerts parsed from authenticated requests.")
         for source, n in sorted(received.items()):
             lines.append(f'responder_alerts_received_total{{source="{source}"}} {n}')
@@ -64,6 +75,20 @@ class Metrics:
         family("responder_alert_results_total", "counter", "What became of each alert taken.")
         for (source, result), n in sorted(results.items()):
             lines.append(f'responder_alert_results_total{{source="{source}",result="{result}"}} {n}')
+        family(
+            "responder_alerts_no_action_total",
+            "counter",
+            "Alerts taken but needing no action, by why (host_event: a Falco event for the host, not a container).",
+        )
+        for (source, reason), n in sorted(no_action.items()):
+            lines.append(f'responder_alerts_no_action_total{{source="{source}",reason="{reason}"}} {n}')
+        family(
+            "responder_intake_warnings_total",
+            "counter",
+            "Notifications whose sender said it left alerts out (Alertmanager truncatedAlerts) or sent none.",
+        )
+        for source, n in sorted(warnings.items()):
+            lines.append(f'responder_intake_warnings_total{{source="{source}"}} {n}')
         family("responder_incidents", "gauge", "Incidents on the timeline by status.")
         for status, n in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status ORDER BY status"):
             lines.append(f'responder_incidents{{status="{status}"}} {n}')

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from responder.execution.events import Classifier, StepOutcome, from_runner
 
 _counter = iter(range(1, 10_000))
@@ -62,6 +64,16 @@ def test_unknown_module_is_a_config_error() -> None:
 def test_playbook_that_never_starts_is_a_config_error() -> None:
     r = classify([], steps=("a", "b"), rc=4)
     assert {s.outcome for s in r.values()} == {StepOutcome.CONFIG_ERROR}
+
+
+@pytest.mark.parametrize("rc", [-15, -9, 1, 4, None])
+def test_a_stop_before_any_play_started_is_an_interruption_not_a_config_error(rc: int | None) -> None:
+    """SIGTERM (or the server's drain) landing while ansible-playbook is still starting."""
+    r = classify([], steps=("a", "b"), canceled="interrupted", rc=rc)
+    assert r["a"].outcome is StepOutcome.INTERRUPTED and "interrupted" in r["a"].message
+    assert r["b"].outcome is StepOutcome.NOT_RUN
+    r = classify([], steps=("a", "b"), canceled="timeout", rc=rc)
+    assert r["a"].outcome is StepOutcome.TIMED_OUT
 
 
 def test_worst_host_decides_and_others_are_kept() -> None:
