@@ -254,10 +254,9 @@ def _find_playbook(ref: str, settings: Settings) -> Path:
 
 
 def _timeline(settings: Settings) -> Any:
-    from responder.settings import ensure_private_dir
     from responder.timeline import Timeline
 
-    ensure_private_dir(settings.data_dir)
+    settings.private_dir()
     return Timeline(settings.database)
 
 
@@ -563,9 +562,10 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     from responder.engine import default_actor
     from responder.evidence import verify
 
-    timeline = _timeline(_settings(args))
+    settings = _settings(args)
+    timeline = _timeline(settings)
     timeline.incident(args.incident)
-    results = verify(timeline, args.incident)
+    results = verify(timeline, args.incident, settings.evidence_dir)
     if not results:
         print(f"{args.incident}: no evidence recorded")
         return 0
@@ -588,7 +588,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
             "problems": [{"path": r.record.path, "status": r.status} for r in bad],
         },
     )
-    print(f"{len(results) - len(bad)} ok, {len(bad)} missing or altered")
+    print(f"{len(results) - len(bad)} ok, {len(bad)} missing, altered or reached through a link")
     return 7 if bad else 0
 
 

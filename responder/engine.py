@@ -28,7 +28,8 @@ from responder.params import SecretValues
 from responder.playbook import templating
 from responder.playbook.model import HOST_PATTERN, Approval, OnFailure, Playbook, Step
 from responder.playbook.parse import secret_param_name
-from responder.settings import Settings, ensure_private_dir
+from responder.private_dirs import ensure_private_dir
+from responder.settings import Settings
 from responder.timeline import Event, Incident, IncidentStatus, Timeline
 
 # A well-formed stand-in: modules validate the incident ID even in check mode.
@@ -134,6 +135,7 @@ class Engine:
         unknown = [s for s in request.pre_approved if s != "all" and s not in gated]
         if unknown:
             raise StateError(f"--approve names steps without an approval gate: {', '.join(unknown)}")
+        self._check_private_dirs()
         for value in request.secrets.values.values():
             self.timeline.redactor.add(value)
         incident = Incident(
@@ -213,6 +215,12 @@ class Engine:
             )
         return chosen
 
+    def _check_private_dirs(self) -> None:
+        """Refuse (UnsafePath, exit 2) before an incident is opened or continued, rather than
+        leave it `running` when the first batch finds a link where evidence goes."""
+        for name in ("runs", "evidence", "ansible-local"):
+            self.settings.private_dir(name)
+
     def _take_secrets(self, incident: Incident, secrets: SecretValues) -> None:
         """Secret params are never stored: a continuing incident needs them given again."""
         for value in secrets.values.values():
@@ -231,6 +239,7 @@ class Engine:
                 f"incident {incident_id} is {incident.status}; only a paused incident can continue"
             )
         self._take_secrets(incident, secrets)
+        self._check_private_dirs()
         playbook = self._playbook_for(incident)
         if not self.timeline.transition(
             incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
@@ -249,6 +258,7 @@ class Engine:
                 f"incident {incident_id} is {incident.status}; only an interrupted incident can be resumed"
             )
         self._take_secrets(incident, secrets)
+        self._check_private_dirs()
         playbook = self._playbook_for(incident)
         if not self.timeline.transition(incident_id, IncidentStatus.INTERRUPTED, IncidentStatus.RUNNING):
             raise StateError(f"incident {incident_id} was resumed by someone else meanwhile")
@@ -400,7 +410,7 @@ class Engine:
         playbook = request.playbook
         report: list[DryRunStep] = []
         outputs: dict[str, dict[str, Any]] = {}
-        scratch = ensure_private_dir(self.settings.runs_dir / f"dry-run-{new_incident_id()}")
+        scratch = self.settings.private_dir("runs", f"dry-run-{new_incident_id()}")
         try:
             pending: list[PlannedStep] = []
             for step in playbook.steps:
@@ -521,9 +531,9 @@ class Engine:
     ) -> IncidentStatus | None:
         incident_id = incident.id
         ids = [p.step.id for p in batch]
-        run_dir = ensure_private_dir(self.settings.runs_dir / incident_id / f"{number:02d}-{ids[0]}")
-        evidence_root = ensure_private_dir(self.settings.evidence_dir)
-        ensure_private_dir(evidence_root / incident_id)
+        run_dir = self.settings.private_dir("runs", incident_id, f"{number:02d}-{ids[0]}")
+        evidence_root = self.settings.private_dir("evidence")
+        self.settings.private_dir("evidence", incident_id)
         if not self._strays_checked:  # crash leftovers: once per process, not on every batch
             self._strays_checked = True
             self._quarantine_strays(evidence_root)
@@ -575,7 +585,7 @@ class Engine:
                 secret_values=secret_values,
                 inventory=incident.inventory,
                 limit=incident.host_limit,
-                ansible_local_tmp=ensure_private_dir(self.settings.data_dir / "ansible-local"),
+                ansible_local_tmp=self.settings.private_dir("ansible-local"),
                 target_env=self._target_env(),
             ),
             on_event,
@@ -878,7 +888,7 @@ class Engine:
         outputs: dict[str, dict[str, Any]],
         scratch: Path,
     ) -> None:
-        run_dir = ensure_private_dir(scratch / f"{len(report):02d}")
+        run_dir = ensure_private_dir(scratch / f"{len(report):02d}", self.settings.data_dir)
         result = self.executor.run(
             Batch(
                 incident_id="DRY-RUN",
@@ -899,7 +909,7 @@ class Engine:
                 inventory=request.inventory,
                 limit=request.limit,
                 check_mode=True,
-                ansible_local_tmp=ensure_private_dir(self.settings.data_dir / "ansible-local"),
+                ansible_local_tmp=self.settings.private_dir("ansible-local"),
                 target_env=self._target_env(),
             ),
             self.on_runner_event,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from responder.ids import utc_now
+from responder.private_dirs import ensure_private_dir
 from responder.timeline import EvidenceRecord, Timeline
 
 _NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z0-9_]+\.[a-z.]+$")
@@ -120,7 +121,7 @@ def record_from_output(
 
 def write_manifest(timeline: Timeline, incident_id: str, directory: Path) -> Path:
     """The per-incident evidence manifest (JSON), rewritten atomically after each collection."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(directory, directory.parent)
     artifacts = []
     for record in timeline.evidence(incident_id):
         path = Path(record.path)
@@ -161,15 +162,20 @@ def write_manifest(timeline: Timeline, incident_id: str, directory: Path) -> Pat
 @dataclass(frozen=True)
 class Verification:
     record: EvidenceRecord
-    status: str  # ok, missing, mismatch
+    status: str  # ok, missing, mismatch, unsafe (reached through a symbolic link)
     sha256_now: str | None
 
 
-def verify(timeline: Timeline, incident_id: str) -> list[Verification]:
-    """Re-hash every artifact of an incident against the hash recorded at collection."""
+def verify(timeline: Timeline, incident_id: str, evidence_root: Path | None = None) -> list[Verification]:
+    """Re-hash every artifact of an incident against the hash recorded at collection. A file
+    reached through a symbolic link below `evidence_root` is `unsafe`, whatever it hashes to:
+    the bytes behind a link are not the evidence that was recorded there."""
     results = []
     for record in timeline.evidence(incident_id):
         path = Path(record.path)
+        if evidence_root is not None and _linked_below(evidence_root, path):
+            results.append(Verification(record, "unsafe", None))
+            continue
         if not path.is_file():
             results.append(Verification(record, "missing", None))
             continue
@@ -177,6 +183,18 @@ def verify(timeline: Timeline, incident_id: str) -> list[Verification]:
         ok = digest == record.sha256_controller == record.sha256_source
         results.append(Verification(record, "ok" if ok else "mismatch", digest))
     return results
+
+
+def _linked_below(root: Path, path: Path) -> bool:
+    """Whether the root itself, or any component from it down to `path`, is a symbolic link."""
+    if not path.is_relative_to(root):
+        return False
+    current = root
+    for name in ("", *path.relative_to(root).parts):
+        current = current / name if name else current
+        if current.is_symlink():
+            return True
+    return False
 
 
 def quarantine_stray_partials(evidence_root: Path) -> list[tuple[str, Path, int]]:
@@ -207,8 +225,7 @@ def quarantine_stray_partials(evidence_root: Path) -> list[tuple[str, Path, int]
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                     continue  # a fetch is writing it right now
                 raise
-            quarantine = evidence_root / "quarantine"
-            quarantine.mkdir(mode=0o700, exist_ok=True)
+            quarantine = ensure_private_dir(evidence_root / "quarantine", evidence_root)
             target = quarantine / f"{incident}-{partial.parent.name}-{partial.name}"
             suffix = 1
             while target.exists():

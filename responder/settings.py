@@ -47,6 +47,12 @@ class Settings:
     docker_retry: tuple[float, ...] = DEFAULT_DOCKER_RETRY
     docker_call_timeout: float = DEFAULT_DOCKER_CALL_TIMEOUT
 
+    def private_dir(self, *parts: str) -> Path:
+        """data_dir/parts..., created 0700 and walked without following links (private_dirs)."""
+        from responder.private_dirs import ensure_private_dir
+
+        return ensure_private_dir(self.data_dir.joinpath(*parts), self.data_dir)
+
     @property
     def database(self) -> Path:
         return self.data_dir / "timeline.db"
@@ -156,17 +162,3 @@ def load_settings(
         docker_retry=tuple(float(v) for v in cfg.get("docker_retry", DEFAULT_DOCKER_RETRY)),
         docker_call_timeout=float(cfg.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)),
     )
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) and force it to 0700: it holds evidence and run artifacts."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
-    os.chmod(path, 0o700)
-    return path

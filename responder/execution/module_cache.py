@@ -27,6 +27,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from responder.private_dirs import ensure_private_dir
+
 CACHE_PREFIX = "module-cache-"
 KEEP_UNUSED_SECONDS = 7 * 24 * 3600
 CALLBACK_NAME = "responder_module_cache"
@@ -72,9 +74,9 @@ def module_cache_dir(local_tmp: Path, runbook_dirs: Iterable[Path]) -> Path:
     """The cache directory for this set of runbooks (created 0700); old unused ones are pruned."""
     path = local_tmp / (CACHE_PREFIX + cache_digest(runbook_dirs))
     if not path.is_dir():
-        path.mkdir(mode=0o700, exist_ok=True)
+        ensure_private_dir(path, local_tmp)
         _prune(local_tmp, keep=path)
-    os.chmod(path, 0o700)
+    ensure_private_dir(path, local_tmp)
     os.utime(path)  # the mtime says when a run last used it, for pruning
     _drop_damaged_entries(path)
     return path

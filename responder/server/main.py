@@ -24,7 +24,7 @@ from responder.server.app import ServerState, build_app
 from responder.server.auth import Auth, is_loopback, scrubbed_environment
 from responder.server.metrics import Metrics
 from responder.server.workers import WorkerPool
-from responder.settings import Settings, ensure_private_dir
+from responder.settings import Settings
 from responder.timeline import Timeline
 
 log = logging.getLogger("responder.server")
@@ -112,8 +112,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     check_bind(options.host, auth, options.insecure_no_auth)
     playbooks = load_routable_playbooks(settings, catalog)
     router = Router.from_playbooks(playbooks)
-    ensure_private_dir(settings.data_dir)
-    log_dir = ensure_private_dir(settings.data_dir / "server")
+    log_dir = settings.private_dir("server")
     store = AlertStore(settings.database, inventory=options.inventory)
     recover(store, settings, catalog)
     env = scrubbed_environment(os.environ)

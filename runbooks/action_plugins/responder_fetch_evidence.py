@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 import fcntl
 import os
+import stat
 import re
 
 from ansible.errors import AnsibleError
@@ -85,6 +86,28 @@ def copy_write_behind(source_path, target_fd):
         os.close(source)
 
 
+def private_host_dir(dest):
+    """<evidence>/<incident>/<host>: the engine has walked <evidence>/<incident> without following
+    links; the host's directory is created here and held to the same rules (a real directory,
+    ours, writable by nobody else), so a planted link never sends evidence elsewhere."""
+    parent = os.path.dirname(dest)
+    if os.path.islink(parent) or not os.path.isdir(parent):
+        raise AnsibleError("refusing to fetch into %s: %s is not a real directory" % (dest, parent))
+    try:
+        os.mkdir(dest, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(dest)
+    if stat.S_ISLNK(info.st_mode):
+        raise AnsibleError("refusing to fetch into %s: it is a symbolic link" % dest)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise AnsibleError(
+            "refusing to fetch into %s: not a directory owned by uid %d and writable only by it"
+            % (dest, os.geteuid())
+        )
+    return dest
+
+
 class ActionModule(ActionBase):
     _requires_connection = True
 
@@ -97,8 +120,7 @@ class ActionModule(ActionBase):
         if self._play_context.check_mode:
             result.update(changed=False, skipped=True, msg="check mode: nothing fetched")
             return result
-        os.makedirs(dest, mode=0o700, exist_ok=True)
-        root = os.path.realpath(dest)
+        root = os.path.realpath(private_host_dir(dest))
         fetched = []
         for item in files:
             name = str(item.get("name", ""))

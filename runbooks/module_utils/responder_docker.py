@@ -406,21 +406,85 @@ def summary(data):
     }
 
 
+class UnsafePath(DockerError):
+    """A directory evidence would be written under is a link, someone else's, or writable by others."""
+
+    def __init__(self, message):
+        super(UnsafePath, self).__init__(message, reason="unsafe_path")
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_private(name, dir_fd, path):
+    """Open one directory without following a link, and hold it to responder's rules."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd) if dir_fd is not None else os.open(name, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and os.path.islink(path)):
+            raise UnsafePath(
+                "%s is a symbolic link (to %r): evidence is written only into real directories responder "
+                "owns; remove the link or set host_evidence_root elsewhere" % (path, os.readlink(path)))
+        raise UnsafePath("%s: cannot open as a directory: %s" % (path, exc.strerror))
+    info = os.fstat(fd)
+    problem = None
+    if info.st_uid != os.geteuid():
+        problem = "is owned by uid %d, not by uid %d that collects evidence" % (info.st_uid, os.geteuid())
+    elif info.st_mode & 0o022:
+        problem = "is writable by group or others (mode %04o)" % (info.st_mode & 0o7777)
+    if problem:
+        os.close(fd)
+        raise UnsafePath("refusing to write evidence under %s: it %s" % (path, problem))
+    if info.st_mode & 0o077:
+        os.fchmod(fd, 0o700)
+    return fd
+
+
+def private_dir(root, *names):
+    """<root>/<names...>, each created 0700 and opened without following a symbolic link.
+
+    The evidence root and everything below it is responder's: a link anywhere there (`evidence ->
+    /`) would send evidence wherever it points, so each name is opened relative to its parent's
+    descriptor with O_NOFOLLOW and checked (ours, writable by nobody else). The root's parents
+    (/var/lib) belong to the host's administrator and are created, not walked."""
+    if not os.path.isabs(root) or ".." in root.split("/"):
+        raise RejectedInput("evidence root %r must be an absolute path without '..'" % root)
+    root = os.path.normpath(root)
+    if not os.path.lexists(root):
+        parent = os.path.dirname(root)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o700)
+        try:
+            os.mkdir(root, 0o700)
+        except FileExistsError:
+            pass
+    fd = _open_private(root, None, root)
+    path = root
+    try:
+        for name in names:
+            path = os.path.join(path, name)
+            try:
+                os.mkdir(name, 0o700, dir_fd=fd)
+            except FileExistsError:
+                pass
+            child = _open_private(name, fd, path)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+    return path
+
+
 def evidence_dir(root, incident, warnings=None):
-    """<root>/<incident>, mode 0700, refusing anything that is not a validated incident ID.
+    """<root>/<incident>, mode 0700, refusing anything that is not a validated incident ID and
+    any link on the way (private_dir).
 
     Also moves stray `.partial` files left under <root> by an earlier collection that was cut
     short (a cancelled run over SSH, a crash) into <root>/quarantine; `warnings` hears of each."""
     if not INCIDENT_ID.match(incident or ""):
         raise RejectedInput("incident id %r is malformed" % incident)
-    if not os.path.isabs(root):
-        raise RejectedInput("evidence root %r must be an absolute path" % root)
-    path = os.path.join(os.path.realpath(root), incident)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
-    if os.path.islink(path):
-        raise RejectedInput("evidence directory %s is a symlink" % path)
-    for moved in quarantine_stray_partials(os.path.realpath(root)):
+    path = private_dir(root, incident)
+    for moved in quarantine_stray_partials(os.path.normpath(root)):
         if warnings is not None:
             warnings.append(
                 "quarantined %s/%s (%d bytes) from an interrupted collection: never hashed or recorded; now %s"
@@ -459,9 +523,7 @@ def quarantine_stray_partials(root):
                     if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                         continue  # still being written
                     raise
-                quarantine = os.path.join(root, "quarantine")
-                if not os.path.isdir(quarantine):
-                    os.mkdir(quarantine, 0o700)
+                quarantine = private_dir(root, "quarantine")
                 target = os.path.join(quarantine, "%s-%s" % (incident, name))
                 suffix = 1
                 while os.path.exists(target):

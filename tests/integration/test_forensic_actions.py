@@ -290,7 +290,7 @@ def test_disk_full_during_snapshot(docker: Docker, data_dir: Path, tmp_path: Pat
     time.sleep(2)
     host_root = tmp_path / "tiny"
     host_root.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(host_root)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(host_root)], check=True)
     try:
         config = tmp_path / "c.toml"
         config.write_text(f'host_evidence_root = "{host_root}"\n')

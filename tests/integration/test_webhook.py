@@ -208,7 +208,7 @@ def test_busy_database_answers_503_and_the_retry_is_taken(server: Server) -> Non
 def test_disk_full_answers_503_and_nothing_acknowledged_is_lost(tmp_path: Path, secrets_dir: Path) -> None:
     data_dir = tmp_path / "small"
     data_dir.mkdir(mode=0o700)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(data_dir)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(data_dir)], check=True)
     try:
         os.chmod(data_dir, 0o700)
         srv = Server(data_dir, *FIXTURE_ARGS, "--workers", "0", secrets_dir=secrets_dir).start()

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from responder.errors import ConfigError
-from responder.settings import ensure_private_dir, load_settings, shipped_dir
+from responder.private_dirs import ensure_private_dir
+from responder.settings import load_settings, shipped_dir
 
 
 def test_precedence_flag_env_config_default(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_config_from_environment_and_errors(tmp_path: Path) -> None:
 
 
 def test_private_dirs_are_0700_all_the_way_down(tmp_path: Path) -> None:
-    leaf = ensure_private_dir(tmp_path / "a" / "b" / "c")
+    leaf = ensure_private_dir(tmp_path / "a" / "b" / "c", tmp_path / "a")
     for path in (tmp_path / "a", tmp_path / "a" / "b", leaf):
         assert path.stat().st_mode & 0o777 == 0o700
 

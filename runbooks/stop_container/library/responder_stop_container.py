@@ -60,7 +60,11 @@ def main():
     running = bool((data.get("State") or {}).get("Running"))
     output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[],
                   already_stopped=not running)
-    directory = os.path.join(os.path.realpath(p["evidence_root"]), p["incident"])
+    try:  # check mode only looks at what was captured; a real run walks (and creates) the directory
+        directory = (os.path.join(os.path.normpath(p["evidence_root"]), p["incident"]) if module.check_mode
+                     else evidence_dir(p["evidence_root"], p["incident"]))
+    except DockerError as exc:
+        module.fail_json(msg=str(exc), reason=exc.reason)
     # With log driver `none` there are no logs to lose (nor to capture).
     no_logs = facts["log_driver"] == "none"
     have_logs = (no_logs or captured(directory, cid, "logs.txt")) and captured(directory, cid, "inspect.json")
