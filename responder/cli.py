@@ -710,7 +710,18 @@ def cmd__run_alert(args: argparse.Namespace) -> int:
     run = _Run(settings, catalog, quiet=True, notify=playbook.notify)
     try:
         with _Signals(run.cancel):
-            code = _finish(run.engine.start(request))
+            try:
+                code = _finish(run.engine.start(request))
+            except BaseException as exc:
+                # A second signal (KeyboardInterrupt), or a crash: the incident must not stay
+                # `running` with nobody left to finish it.
+                orphan = run.engine.timeline.open_incident_for_alert(alert.id)
+                if orphan is not None:
+                    run.engine.abandon(
+                        orphan,
+                        f"the worker stopped mid-run ({type(exc).__name__}); resume with `responder resume {orphan}`",
+                    )
+                raise
         if run.engine.held_by:  # the same container, reached by another reference: join its holder
             run.engine.timeline.attach_alert(alert.id, run.engine.held_by, alert.summary)
             print(

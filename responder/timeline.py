@@ -349,6 +349,13 @@ class Timeline:
             db.execute("INSERT OR IGNORE INTO claims VALUES (?,?)", (incident_id, claim))
         return None
 
+    def open_incident_for_alert(self, alert_id: int) -> str | None:
+        """The `running` or `blocked` incident opened for a queued alert, if any."""
+        row = self._db.execute(
+            "SELECT id FROM incidents WHERE alert_id=? AND status IN ('running', 'blocked')", (alert_id,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
     def lock_holder(self, lock_key: str) -> str | None:
         row = self._db.execute(
             "SELECT id FROM incidents WHERE lock_key=? AND status IN ('running', 'awaiting_approval', 'blocked')",

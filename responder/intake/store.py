@@ -500,6 +500,17 @@ class AlertStore:
             ).fetchall()
         return requeued, [(r[0], r[1], r[2]) for r in rows]
 
+    def open_incident_of(self, alert_id: int) -> str | None:
+        """The incident this alert's run opened, while it is still `running` or `blocked`: after
+        its worker process is gone, nobody is left to close it."""
+        with self._reader_lock:
+            row = self._reader.execute(
+                "SELECT a.incident_id FROM alerts a JOIN incidents i ON i.id=a.incident_id "
+                "WHERE a.id=? AND i.status IN ('running', 'blocked')",
+                (alert_id,),
+            ).fetchone()
+        return str(row[0]) if row else None
+
     def _write_one(self, sql: str, args: tuple[Any, ...]) -> int:
         with self._reader_lock:
             self._reader.execute("BEGIN IMMEDIATE")

@@ -84,27 +84,35 @@ def recover(store: AlertStore, settings: Settings, catalog: Catalog) -> None:
     deadline = time.monotonic() + 20
     while any(pid_alive(pid) for _, _, pid in running) and time.monotonic() < deadline:
         time.sleep(0.2)  # a worker of the old server is still winding down after its SIGTERM
-    from responder.engine import Engine
-    from responder.execution.runner import AnsibleRunnerExecutor
 
-    timeline = Timeline(settings.database)
-    engine = Engine(settings, catalog, timeline, AnsibleRunnerExecutor())
     for alert_id, incident_id, pid in running:
         if pid_alive(pid):
             log.error(
                 "incident %s: worker %s of a previous server is still running; leaving it", incident_id, pid
             )
             continue
-        try:
-            engine.abandon(
-                incident_id,
-                f"the server stopped while this run was in progress (alert {alert_id}); "
-                f"resume with `responder resume {incident_id}`",
-            )
-            log.warning("incident %s marked interrupted after a server crash", incident_id)
-        except (PlaybookError, ConfigError) as exc:
-            log.error("incident %s could not be marked interrupted: %s", incident_id, exc)
-    timeline.close()
+        abandon(
+            settings,
+            catalog,
+            incident_id,
+            f"the server stopped while this run was in progress (alert {alert_id}); "
+            f"resume with `responder resume {incident_id}`",
+        )
+
+
+def abandon(settings: Settings, catalog: Catalog, incident_id: str, reason: str) -> None:
+    """Mark an incident whose run has nobody left to finish it `interrupted` (resumable)."""
+    from responder.engine import Engine
+    from responder.execution.runner import AnsibleRunnerExecutor
+
+    timeline = Timeline(settings.database)
+    try:
+        Engine(settings, catalog, timeline, AnsibleRunnerExecutor()).abandon(incident_id, reason)
+        log.warning("incident %s marked interrupted: %s", incident_id, reason)
+    except (PlaybookError, ConfigError) as exc:
+        log.error("incident %s could not be marked interrupted: %s", incident_id, exc)
+    finally:
+        timeline.close()
 
 
 def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOptions) -> int:
@@ -116,7 +124,17 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     store = AlertStore(settings.database, inventory=options.inventory)
     recover(store, settings, catalog)
     env = scrubbed_environment(os.environ)
-    pool = WorkerPool(store, options.workers, options.cli_args, env, log_dir)
+
+    def orphaned(alert_id: int, incident_id: str, code: int) -> None:
+        abandon(
+            settings,
+            catalog,
+            incident_id,
+            f"the worker running alert {alert_id} exited ({code}) before closing the incident; "
+            f"resume with `responder resume {incident_id}`",
+        )
+
+    pool = WorkerPool(store, options.workers, options.cli_args, env, log_dir, on_orphan=orphaned)
     store.on_queued = pool.wake
     notifier = _notifier(settings)
     if notifier is not None:  # the runs notify for themselves; the server says when an alert resolves

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from responder.intake.store import AlertStore
@@ -32,8 +32,12 @@ class WorkerPool:
         cli_args: Sequence[str],
         env: dict[str, str],
         log_dir: Path,
+        on_orphan: Callable[[int, str, int], None] | None = None,
     ) -> None:
         self.store = store
+        # Called with (alert, incident, exit code) when a worker exits leaving its incident open
+        # (killed, crashed): the server marks it interrupted at once, not at its next start.
+        self.on_orphan = on_orphan
         self.size = size
         self.cli_args = list(cli_args)
         self.env = env
@@ -133,6 +137,9 @@ class WorkerPool:
             with self._procs_lock:
                 self._procs.pop(proc.pid, None)
         log.info("alert %d: worker process %d exited with %d", alert_id, proc.pid, code)
+        orphan = self.store.open_incident_of(alert_id)
+        if orphan is not None and self.on_orphan is not None:
+            self.on_orphan(alert_id, orphan, code)
         self.store.finish_claim(
             alert_id, f"worker exited with {code} before opening an incident: {_tail(log_path)}"
         )

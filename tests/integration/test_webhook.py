@@ -520,6 +520,54 @@ def test_a_run_cut_by_a_crash_is_interrupted_and_resumes(
         restarted.stop()
 
 
+def test_a_worker_killed_under_a_live_server_is_interrupted_at_once(
+    data_dir: Path, secrets_dir: Path, docker: Docker
+) -> None:
+    """The survivor marks the incident: no waiting for the next server start."""
+    victim = docker.container("orphan")
+    srv = Server(data_dir, *FIXTURE_ARGS, "--workers", "1", secrets_dir=secrets_dir).start()
+    try:
+        reply = srv.post(GENERIC_PATH, generic("slow", container=victim, labels={"seconds": "60"}))
+        alert_id = reply.json()["alerts"][0]["alert_id"]
+        incident = srv.incident_for(alert_id)
+        srv.wait_for(
+            lambda: (
+                dict(srv.query("SELECT step_id, status FROM steps WHERE incident_id=?", incident)).get("wait")
+                == "running"
+            ),
+            what="the slow step to start",
+        )
+        worker = srv.query("SELECT worker_pid FROM alerts WHERE id=?", alert_id)[0][0]
+        os.kill(worker, signal.SIGKILL)
+        assert srv.wait_status(incident, {"interrupted"}, timeout=15) == "interrupted"
+        steps = dict(srv.query("SELECT step_id, status FROM steps WHERE incident_id=?", incident))
+        assert steps["wait"] == "interrupted" and steps["after"] == "not_run"
+    finally:
+        srv.stop()
+
+
+def test_the_server_killed_leaves_no_incident_running(
+    data_dir: Path, secrets_dir: Path, docker: Docker
+) -> None:
+    """kill -9 of the server: its worker hears of it (parent-death signal) and closes its own
+    incident as interrupted, before any server starts again."""
+    victim = docker.container("orphan2")
+    srv = Server(data_dir, *FIXTURE_ARGS, "--workers", "1", secrets_dir=secrets_dir).start()
+    reply = srv.post(GENERIC_PATH, generic("slow", container=victim, labels={"seconds": "60"}))
+    incident = srv.incident_for(reply.json()["alerts"][0]["alert_id"])
+    srv.wait_for(
+        lambda: (
+            dict(srv.query("SELECT step_id, status FROM steps WHERE incident_id=?", incident)).get("wait")
+            == "running"
+        ),
+        what="the slow step to start",
+    )
+    srv.kill9()
+    srv.wait_for(
+        lambda: srv.status(incident) == "interrupted", timeout=15, what="the incident to be interrupted"
+    )
+
+
 def test_sigterm_drains_then_interrupts_running_playbooks(
     data_dir: Path, secrets_dir: Path, docker: Docker
 ) -> None:
