@@ -22,7 +22,7 @@ from responder.evidence import EvidenceProblem, record_from_output, write_manife
 from responder.execution.ansible_input import StepInvocation
 from responder.execution.events import Classifier, RunnerEvent, StepOutcome, StepResult
 from responder.execution.runner import Batch, CancelToken, Executor
-from responder.ids import new_incident_id, utc_now
+from responder.ids import INCIDENT_ID, incident_time_now, new_incident_id, utc_now
 from responder.outcomes import tally_mapping
 from responder.params import SecretValues
 from responder.playbook import templating
@@ -372,9 +372,31 @@ class Engine:
                     description=f"undo {step.id} on {host}",
                 )
                 planned.append(PlannedStep(undo_step, args, {}))
+        # Claims taken over from a finished incident: what that incident changed (a network it cut)
+        # is not this incident's to undo, but the operator must learn which one to release.
+        earlier = sorted(
+            {
+                str(out["claimed_from"])
+                for tries in attempts.values()
+                for by_host in tries
+                for out in by_host.values()
+                if isinstance(out, dict) and INCIDENT_ID.match(str(out.get("claimed_from", "")))
+            }
+        )
+        hint = (
+            f"; incident {', '.join(earlier)} changed this container before this one: release "
+            + " and ".join(f"`responder release {i}`" for i in earlier)
+            + " to undo that"
+            if earlier
+            else ""
+        )
         if not planned:
             self._event(
-                incident_id, "incident_released", "released: no step had anything to undo", actor=actor
+                incident_id,
+                "incident_released",
+                f"released: no step had anything to undo{hint}",
+                actor=actor,
+                data={"undone": [], "reason": reason, "earlier_incidents": earlier},
             )
             self.timeline.set_status(incident_id, IncidentStatus.RELEASED)
             return self._outcome(incident_id)
@@ -399,9 +421,9 @@ class Engine:
             self._event(
                 incident_id,
                 "incident_released",
-                f"containment reversed by {actor}: {', '.join(sorted(results))}",
+                f"containment reversed by {actor}: {', '.join(sorted(results))}{hint}",
                 actor=actor,
-                data={"undone": sorted(results), "reason": reason},
+                data={"undone": sorted(results), "reason": reason, "earlier_incidents": earlier},
             )
         return self._outcome(incident_id)
 
@@ -586,7 +608,7 @@ class Engine:
                 inventory=incident.inventory,
                 limit=incident.host_limit,
                 ansible_local_tmp=self.settings.private_dir("ansible-local"),
-                target_env=self._target_env(),
+                target_env=self._target_env(incident_id),
             ),
             on_event,
             self.cancel,
@@ -626,15 +648,38 @@ class Engine:
     def _claim_resolved(
         self, incident: Incident, event: RunnerEvent, held: list[tuple[str, str, str]]
     ) -> None:
-        """Once a step reports the full container ID it acted on, claim (inventory, host, ID); if an
-        open incident reached the same container through another reference, stop this run."""
-        if event.kind != "runner_on_ok" or not event.host:
+        """A module refused to act because another incident claimed the container on its host
+        first (container_held): stop this run and name the holder. Once a step reports the full
+        container ID it acted on, the claim is recorded on the controller too (inventory, host,
+        ID) and, if the host's claim was taken over from a finished incident, that is said."""
+        if not event.host:
+            return
+        if event.kind == "runner_on_failed" and event.result.get("reason") == "container_held":
+            holder = event.result.get("held_by")
+            output = event.result.get("output")
+            cid = output.get("container_id") if isinstance(output, dict) else None
+            if isinstance(holder, str) and INCIDENT_ID.match(holder) and isinstance(cid, str):
+                held.append((holder, event.host, cid))
+                self.held_by = holder
+                self.cancel.cancel(f"container {cid[:12]} on {event.host} is held by incident {holder}")
+            return
+        if event.kind != "runner_on_ok":
             return
         facts = event.result.get("ansible_facts")
         output = facts.get("responder_output") if isinstance(facts, dict) else None
         cid = output.get("container_id") if isinstance(output, dict) else None
         if not isinstance(cid, str) or not _FULL_ID.fullmatch(cid):
             return
+        previous = output.get("claimed_from") if isinstance(output, dict) else None
+        if isinstance(previous, str) and INCIDENT_ID.match(previous):
+            self._event(
+                incident.id,
+                "container_claimed",
+                f"container {cid[:12]} on {event.host} was last handled by incident {previous}, which is "
+                f"closed; anything it changed there is undone by `responder release {previous}`",
+                host=event.host,
+                data={"container_id": cid, "previous": previous},
+            )
         holder = self.timeline.claim_container(
             incident.id, f"{incident.inventory or 'localhost'}|{event.host}|{cid}"
         )
@@ -821,9 +866,21 @@ class Engine:
             "incident": {"id": incident_id, "playbook": playbook.name},
         }
 
-    def _target_env(self) -> dict[str, str]:
-        """Environment for the modules on each target (read by runbooks/module_utils)."""
-        return {"RESPONDER_DOCKER_TIMEOUT": f"{self.settings.docker_call_timeout:g}"}
+    def _target_env(self, incident_id: str) -> dict[str, str]:
+        """Environment for the modules on each target (read by runbooks/module_utils).
+
+        The claim variables let a module claim the container it resolved, on its host and before
+        changing anything (module_utils claim_for_run): which incident this is, the incidents
+        open now (their claims hold), and now, in incident-ID form (a claim by an incident that
+        is newer than that also holds: this run cannot know whether it is still open)."""
+        others = [i for i in self.timeline.open_incident_ids() if i != incident_id]
+        return {
+            "RESPONDER_DOCKER_TIMEOUT": f"{self.settings.docker_call_timeout:g}",
+            "RESPONDER_INCIDENT": incident_id,
+            "RESPONDER_CLAIMS_ROOT": self.settings.host_evidence_root,
+            "RESPONDER_OPEN_INCIDENTS": ",".join(others),
+            "RESPONDER_CLAIM_SINCE": incident_time_now(),
+        }
 
     def _ansible_context(self, incident_id: str) -> dict[str, Any]:
         return {
@@ -910,7 +967,7 @@ class Engine:
                 limit=request.limit,
                 check_mode=True,
                 ansible_local_tmp=self.settings.private_dir("ansible-local"),
-                target_env=self._target_env(),
+                target_env=self._target_env(DRY_RUN_INCIDENT),
             ),
             self.on_runner_event,
             self.cancel,

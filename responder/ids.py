@@ -18,3 +18,8 @@ def new_incident_id(now: datetime | None = None) -> str:
 def utc_now() -> str:
     """UTC timestamp with microseconds, the timeline's one time format."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def incident_time_now() -> str:
+    """Now as an incident ID spells it (`20261129-013644`): ordered like the IDs themselves."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}"

@@ -61,6 +61,9 @@ class Progress:
             "incident_blocked",
             "container_held",
             "intake_warning",
+            "container_claimed",
+            "incident_released",
+            "release_failed",
         ):
             self._print(f"  * {event.message}")
 

@@ -349,6 +349,13 @@ class Timeline:
             db.execute("INSERT OR IGNORE INTO claims VALUES (?,?)", (incident_id, claim))
         return None
 
+    def open_incident_ids(self) -> list[str]:
+        """Incidents still running, paused at a gate or blocked: the ones whose claims hold."""
+        rows = self._db.execute(
+            "SELECT id FROM incidents WHERE status IN ('running', 'awaiting_approval', 'blocked')"
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def open_incident_for_alert(self, alert_id: int) -> str | None:
         """The `running` or `blocked` incident opened for a queued alert, if any."""
         row = self._db.execute(

@@ -15,7 +15,7 @@ options:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.responder_docker import Docker, DockerError
+from ansible.module_utils.responder_docker import Docker, DockerError, claim_for_run
 
 
 def main():
@@ -31,6 +31,10 @@ def main():
         cid = data["Id"]
         state = data.get("State") or {}
         output = {"container_id": cid, "already_paused": bool(state.get("Paused"))}
+        if want_paused:  # pausing acts on the container; unpausing is release's undo
+            claimed_from = claim_for_run(module, data)
+            if claimed_from:
+                output["claimed_from"] = claimed_from
         if want_paused and not state.get("Running"):
             module.fail_json(msg="container %s is not running; nothing to pause" % cid[:12], output=output)
         change = bool(state.get("Paused")) != want_paused

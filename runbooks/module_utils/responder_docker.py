@@ -367,6 +367,88 @@ class Docker(object):
         return data
 
 
+# Claims: which incident acts on a container on this host. Taken here, on the host, under an
+# exclusive lock and before anything changes, so that two incidents that reached one container
+# by different references (its name from Alertmanager, its ID from Falco) never both act on it:
+# the controller can only tell that they are the same container once a host has resolved them.
+# The engine says, in the play's environment, which incident runs (RESPONDER_INCIDENT), where
+# claims live (RESPONDER_CLAIMS_ROOT), which other incidents were open when this batch started
+# (RESPONDER_OPEN_INCIDENTS) and when that was (RESPONDER_CLAIM_SINCE, as in incident IDs). A
+# claim by an incident that was not open then, and is older than that, is stale (that incident
+# finished or was released) and is taken over; one by an open or a newer incident holds.
+
+
+def _incident_time(incident):
+    return incident[4:19]  # INC-YYYYMMDD-HHMMSS-xxxx -> YYYYMMDD-HHMMSS
+
+
+def claim_container(root, cid, incident, open_incidents, since, check_mode=False):
+    """(holder, previous): holder is the incident that holds `cid` if not us (we must not act);
+    previous is the stale holder we took the claim over from, if any."""
+    if not FULL_ID.match(cid) or not INCIDENT_ID.match(incident):
+        raise RejectedInput("malformed claim for %r by %r" % (cid, incident))
+    claims = private_dir(root, "claims")
+    lock = os.open(claims, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        holder = None
+        try:
+            fd = os.open(cid, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=lock)
+            with os.fdopen(fd, "rb") as handle:
+                holder = json.loads(handle.read(4096).decode("utf-8")).get("incident")
+        except FileNotFoundError:
+            pass
+        except (ValueError, AttributeError, OSError):
+            holder = None  # unreadable: nobody's claim
+        if not (isinstance(holder, str) and INCIDENT_ID.match(holder)):
+            holder = None
+        if holder == incident:
+            return None, None
+        if holder is not None and (holder in open_incidents or _incident_time(holder) >= since):
+            return holder, None
+        if not check_mode:
+            temp = "%s.%d.tmp" % (cid, os.getpid())
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=lock)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(json.dumps({"incident": incident, "since": utc_now(), "previous": holder}).encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(temp, cid, src_dir_fd=lock, dst_dir_fd=lock)
+            os.fsync(lock)
+        return None, holder
+    finally:
+        os.close(lock)
+
+
+def claim_for_run(module, data):
+    """Claim the resolved container for this run's incident before changing it; exit the
+    module with reason container_held (nothing changed) when another incident holds it.
+    Returns the stale holder taken over from, or None. Outside a responder run: no claim."""
+    incident = os.environ.get("RESPONDER_INCIDENT", "")
+    root = os.environ.get("RESPONDER_CLAIMS_ROOT", "")
+    if not incident or not root:
+        return None
+    open_incidents = set(filter(None, os.environ.get("RESPONDER_OPEN_INCIDENTS", "").split(",")))
+    since = os.environ.get("RESPONDER_CLAIM_SINCE", "")
+    cid = data["Id"]
+    try:
+        holder, previous = claim_container(root, cid, incident, open_incidents, since, module.check_mode)
+    except DockerError as exc:
+        module.fail_json(msg="could not claim container %s for %s: %s" % (cid[:12], incident, exc),
+                         reason=exc.reason)
+    except OSError as exc:
+        module.fail_json(msg="could not claim container %s for %s: %s" % (cid[:12], incident, exc),
+                         reason="claim_failed")
+    if holder is not None:
+        name = (data.get("Name") or "").lstrip("/")
+        module.fail_json(
+            msg="container %s (%s) is already being handled by incident %s; nothing was changed"
+            % (cid[:12], name, holder),
+            reason="container_held", held_by=holder,
+            output={"container_id": cid, "container_name": name, "held_by": holder})
+    return previous
+
+
 def validate_reference(ref):
     if not isinstance(ref, str) or not ref:
         raise RejectedInput("container reference is empty")

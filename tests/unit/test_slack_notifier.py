@@ -79,7 +79,15 @@ def story(tl: Timeline, notifier: SlackNotifier) -> None:
         ),
     )
     tl.set_status(IID, IncidentStatus.SUCCEEDED)
-    feed(tl, notifier, ("incident_closed", "incident succeeded", {"done": ["isolate"], "not_done": [], "steps": {"isolate": "succeeded"}}))
+    feed(
+        tl,
+        notifier,
+        (
+            "incident_closed",
+            "incident succeeded",
+            {"done": ["isolate"], "not_done": [], "steps": {"isolate": "succeeded"}},
+        ),
+    )
 
 
 def events_of(tl: Timeline, kind: str) -> list:

@@ -17,7 +17,7 @@ options:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.responder_docker import Docker, DockerError, summary
+from ansible.module_utils.responder_docker import Docker, DockerError, summary, claim_for_run
 
 
 def network_record(name, cfg):
@@ -80,6 +80,7 @@ def main():
     refusal = refuse_shared_namespace(docker, data)
     if refusal:
         module.fail_json(msg=refusal, reason="unsupported_network_mode", container=facts)
+    claimed_from = claim_for_run(module, data)
 
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     records = [network_record(name, cfg) for name, cfg in sorted(networks.items())]
@@ -90,6 +91,8 @@ def main():
         published_ports=ports_before,
         already_isolated=not records,
     )
+    if claimed_from:
+        output["claimed_from"] = claimed_from
     if module.check_mode:
         output["would_change"] = (
             "disconnect from %s" % ", ".join(r["name"] for r in records) if records else "nothing: no network"

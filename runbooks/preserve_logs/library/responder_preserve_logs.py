@@ -17,6 +17,7 @@ options:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
+    claim_for_run,
     Docker,
     DockerError,
     capture_logs_and_inspect,
@@ -43,6 +44,9 @@ def main():
     cid = data["Id"]
     facts = summary(data)
     output = dict(container_id=cid, container_name=facts["container_name"], log_driver=facts["log_driver"])
+    claimed_from = claim_for_run(module, data)
+    if claimed_from:
+        output["claimed_from"] = claimed_from
     if module.check_mode:
         output["would_change"] = "write logs and inspect JSON of %s to %s/%s" % (
             cid[:12], module.params["evidence_root"], module.params["incident"])

@@ -26,6 +26,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
+    claim_for_run,
     Docker,
     DockerError,
     EvidenceWriter,
@@ -98,12 +99,15 @@ def main():
     cid = data["Id"]
     facts = summary(data)
     state = data.get("State") or {}
+    claimed_from = claim_for_run(module, data)
     mounts = [
         {"type": m.get("Type"), "name": m.get("Name"), "source": m.get("Source"), "destination": m.get("Destination"),
          "rw": m.get("RW")}
         for m in data.get("Mounts") or []
     ]
     output = dict(facts, mounts=mounts, evidence=[], warnings=[], paused_seconds=0.0)
+    if claimed_from:
+        output["claimed_from"] = claimed_from
     if module.check_mode:
         parts = ["inspect", "processes", "sockets", "diff", "image"]
         if p["export"]:

@@ -22,6 +22,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
+    claim_for_run,
     Docker,
     DockerError,
     capture_logs_and_inspect,
@@ -55,11 +56,14 @@ def main():
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
     facts = summary(data)
+    claimed_from = claim_for_run(module, data)
     # A paused container is Running too. One that has already exited (a retried step, or it died
     # on its own) is not stopped again: `docker kill` would fail on it.
     running = bool((data.get("State") or {}).get("Running"))
     output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[],
                   already_stopped=not running)
+    if claimed_from:
+        output["claimed_from"] = claimed_from
     try:  # check mode only looks at what was captured; a real run walks (and creates) the directory
         directory = (os.path.join(os.path.normpath(p["evidence_root"]), p["incident"]) if module.check_mode
                      else evidence_dir(p["evidence_root"], p["incident"]))
