@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from responder.notify.messages import Message, closing_message, plain_reply, root_message, step_message
+from responder.notify.messages import (
+    Message,
+    closing_message,
+    notice_message,
+    plain_reply,
+    root_message,
+    step_message,
+)
 from responder.notify.slack import DeliveryError, Transport
 from responder.timeline import Event, IncidentStatus, Redactor, Timeline
 
@@ -39,6 +46,14 @@ _WATCHED = {
 }
 _STATUS_CHANGES = {"approval_requested", "incident_resumed", "incident_closed", "incident_interrupted"}
 _STOP = object()
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for the channel that no incident owns."""
+
+    key: str
+    text: str
 
 
 @dataclass
@@ -103,6 +118,12 @@ class SlackNotifier:
         if event.kind in _WATCHED:
             self.queue.put_nowait(event)
 
+    def notice(self, key: str, text: str) -> None:
+        """A channel message that belongs to no incident (Alertmanager said it dropped alerts,
+        and none of the notification opened an incident). Delivered like the rest; since no
+        timeline owns it, its delivery is logged rather than recorded."""
+        self.queue.put_nowait(Notice(key, text))
+
     def close(self, timeout: float) -> int:
         """Wait up to `timeout` seconds for queued messages; returns how many were left undelivered,
         each recorded on the timeline as failed."""
@@ -111,7 +132,7 @@ class SlackNotifier:
         if not self._thread.is_alive():
             return 0
         self._abandoned.set()
-        left: list[Event] = []
+        left: list[Event | Notice] = []
         while True:
             try:
                 item = self.queue.get_nowait()
@@ -123,6 +144,9 @@ class SlackNotifier:
         timeline = Timeline(self.database, Redactor([self.secret]))
         for event in left:
             self.failed += 1
+            if isinstance(event, Notice):
+                log.warning("slack notice not delivered at exit: %s", event.text[:200])
+                continue
             timeline.append(
                 event.incident_id,
                 "notification_failed",
@@ -142,9 +166,12 @@ class SlackNotifier:
             if item is _STOP or self._abandoned.is_set():
                 return
             try:
-                self._handle(item)
+                if isinstance(item, Notice):
+                    self._deliver(None, notice_message(item.key, item.text))
+                else:
+                    self._handle(item)
             except Exception:  # a notifier bug must not take the worker down; it is logged
-                log.exception("slack notification for %s failed", item.incident_id)
+                log.exception("slack notification for %s failed", getattr(item, "incident_id", "a notice"))
 
     def _handle(self, event: Event) -> None:
         incident = self._timeline.incident(event.incident_id)
@@ -201,8 +228,8 @@ class SlackNotifier:
 
         self._attempt(incident.id, message, update, lookup=None, role="root_update")
 
-    def _deliver(self, incident_id: str, message: Message, root: bool = False) -> None:
-        ref = None if root else self._root_ref(incident_id)
+    def _deliver(self, incident_id: str | None, message: Message, root: bool = False) -> None:
+        ref = None if root or incident_id is None else self._root_ref(incident_id)
         thread_ts = ref[1] if ref and self.transport.threads else None
         channel = ref[0] if ref and self.transport.threads else self.channel
 
@@ -213,10 +240,10 @@ class SlackNotifier:
             return self.transport.find(channel, message.key, thread_ts)
 
         result = self._attempt(incident_id, message, post, lookup, role=message.role)
-        if root and result and result[0]:
+        if root and incident_id is not None and result and result[0]:
             self._roots[incident_id] = (result[1], result[0])
 
-    def _attempt(self, incident_id: str, message: Message, send: Any, lookup: Any, role: str) -> Any:
+    def _attempt(self, incident_id: str | None, message: Message, send: Any, lookup: Any, role: str) -> Any:
         attempts = rate_waits = 0
         ambiguous = False
         current = message
@@ -260,7 +287,7 @@ class SlackNotifier:
 
     def _record_sent(
         self,
-        incident_id: str,
+        incident_id: str | None,
         message: Message,
         role: str,
         ts: str | None,
@@ -271,6 +298,9 @@ class SlackNotifier:
         self.sent += 1
         channel = channel or self.channel
         note = " (found after an ambiguous failure; not posted again)" if deduplicated else ""
+        if incident_id is None:
+            log.info("slack %s sent to %s%s", role, channel, note)
+            return ts, channel
         self._timeline.append(
             incident_id,
             "notification_sent",
@@ -289,11 +319,14 @@ class SlackNotifier:
         return ts, channel
 
     def _record_failed(
-        self, incident_id: str, message: Message, role: str, error: str, attempts: int, permanent: bool
+        self, incident_id: str | None, message: Message, role: str, error: str, attempts: int, permanent: bool
     ) -> None:
         self.failed += 1
         if permanent:
             log.critical("slack notification refused permanently: %s", error)
+        if incident_id is None:
+            log.warning("slack %s not delivered: %s", role, error)
+            return
         self._timeline.append(
             incident_id,
             "notification_failed",

@@ -104,6 +104,12 @@ def plain_reply(incident_id: str, event: Event, prefix: str = "") -> Message:
     return Message(key=f"{incident_id}:{event.seq}", role="reply", text=text, blocks=[_section(text)])
 
 
+def notice_message(key: str, text: str) -> Message:
+    """A channel message no incident owns (not threaded): untrusted text, escaped."""
+    body = f":warning: {escape(text)}"
+    return Message(key=key, role="notice", text=body, blocks=[_section(body)])
+
+
 def closing_message(incident: Incident, event: Event, evidence: list[EvidenceRecord]) -> Message:
     steps = event.data.get("steps")
     tally = tally_mapping(steps if isinstance(steps, dict) else {})

@@ -12,9 +12,11 @@ answer 202. A playbook never runs inside a request: workers take committed alert
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +79,8 @@ class ServerState:
     metrics: Metrics
     draining: bool = False
     body_timeout: float = BODY_TIMEOUT
+    # Slack, for what no incident's thread will carry (the server's notifier.notice, if any)
+    notice: Callable[[str, str], None] | None = None
 
 
 def build_app(state: ServerState) -> web.Application:
@@ -216,6 +220,7 @@ class _Handlers:
             metrics.count_intake_warning(source)
             log.warning("%s notification from %s: %s", source, request.remote, warning)
         if not alerts:  # nothing to store or run, and nothing a retry would change: never a 4xx
+            self._notice(warnings)
             return web.json_response({"alerts": [], "warnings": list(warnings)}, status=200)
         intakes: list[Intake] | None = None
         try:
@@ -233,6 +238,8 @@ class _Handlers:
             if decision.result == "no_action" and intakes is not None:
                 metrics.count_no_action(source, intakes[index].no_action_code or "other")
         results = [d.result for d in decisions]
+        if warnings and "queued" not in results:
+            self._notice(warnings)  # no incident opens: its thread cannot carry them
         if "queued" in results:
             status = 202
         elif all(r == "rejected" for r in results):
@@ -249,6 +256,12 @@ class _Handlers:
         else:
             status = 200
         return web.json_response({"alerts": [d.as_json() for d in decisions]}, status=status)
+
+    def _notice(self, warnings: tuple[str, ...]) -> None:
+        if self.state.notice is None:
+            return
+        for warning in warnings:
+            self.state.notice("notice:" + hashlib.sha256(warning.encode()).hexdigest()[:16], warning)
 
     def _route(self, alert: Alert) -> Intake:
         if alert.source is AlertSource.FALCO and alert.container is None and alert.status == "firing":

@@ -148,6 +148,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
         timeline=Timeline(settings.database),
         metrics=Metrics(),
         body_timeout=options.body_timeout,
+        notice=notifier.notice if notifier is not None else None,
     )
     app = build_app(state)
 

@@ -212,3 +212,37 @@ def test_each_refusal_gets_one_concise_line(server: Server, body: bytes, status:
     lines = [line for line in log_since(server, mark).splitlines() if f"({reason})" in line]
     assert len(lines) == 1 and f"refused {status}" in lines[0]
     assert "version" not in lines[0].split("):", 1)[0]  # the payload is not echoed as the reason
+
+
+def test_dropped_alerts_that_open_no_incident_are_told_to_slack(tmp_path: Path) -> None:
+    from tests.slack_server import SlackServer, SlackState
+
+    token = "xoxb-notice-token-5a1c"
+    with SlackServer(SlackState(token=token)) as slack:
+        config = tmp_path / "responder.toml"
+        config.write_text(f'[slack]\nchannel = "#incidents"\nbase_url = "{slack.base_url}"\ntimeout = 1\n')
+        secrets = tmp_path / "secrets"
+        secrets.mkdir(mode=0o700)
+        srv = Server(
+            tmp_path / "data",
+            *ARGS,
+            "--config",
+            str(config),
+            "--workers",
+            "0",
+            secrets_dir=secrets,
+            env={"SLACK_BOT_TOKEN": token},
+        ).start()
+        try:
+            reply = srv.post(
+                AM_PATH, notification([], truncatedAlerts=5, groupKey='{}:{alertname="Worm<x>"}')
+            )
+            assert reply.status == 200, reply.body
+            deadline = time.monotonic() + 10
+            while not slack.state.messages and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            srv.stop()
+    (message,) = slack.state.messages
+    assert "left 5 alert(s)" in message.text and message.thread_ts is None
+    assert "<x>" not in message.text and "&lt;x&gt;" in message.text  # alert text is escaped for Slack
