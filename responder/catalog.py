@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from responder.action_meta import TimelineOutput, load_meta
 from responder.errors import ConfigError, Problem
 from responder.playbook import strict_yaml
 
@@ -45,6 +46,8 @@ class Action:
     requires: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
+    target_output: str | None = None  # the output naming the container it acted on (full ID)
+    timeline: tuple[TimelineOutput, ...] = ()  # outputs whose items become timeline events
 
 
 class Catalog:
@@ -132,34 +135,22 @@ def _load_action(role_dir: Path) -> Action:
             description=_text(raw.get("description", "")),
             no_log=bool(raw.get("no_log", False)),
         )
-    meta_path = role_dir / "meta" / "responder.yml"
-    meta = _read_yaml(meta_path) if meta_path.is_file() else {}
-    undo = meta.get("undo") or {}
-    if isinstance(undo, str):
-        undo = {"description": undo}
-    if not isinstance(undo, dict) or set(undo) - {"description", "action", "with", "gather"}:
-        raise ConfigError(f"{meta_path}: undo takes description, action, with and gather")
-    gather = undo.get("gather") or {}
-    if not isinstance(gather, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and v for k, v in gather.items()
-    ):
-        raise ConfigError(
-            f"{meta_path}: undo.gather maps a list output to the item field that identifies an entry, "
-            "e.g. {networks: name}"
-        )
+    meta = load_meta(role_dir / "meta" / "responder.yml")
     return Action(
         name=role_dir.name,
         path=role_dir,
         summary=_text(main.get("short_description", "")),
         options=options,
-        changes=_text(meta.get("changes", "")),
-        undo=_text(undo.get("description", "")),
-        undo_action=undo.get("action"),
-        undo_with=dict(undo.get("with") or {}),
-        undo_gather=dict(gather),
-        requires=tuple(meta.get("requires") or ()),
-        outputs=dict(meta.get("outputs") or {}),
-        example=dict(meta.get("example") or {}),
+        changes=meta.changes,
+        undo=meta.undo,
+        undo_action=meta.undo_action,
+        undo_with=meta.undo_with,
+        undo_gather=meta.undo_gather,
+        requires=meta.requires,
+        outputs=meta.outputs,
+        example=meta.example,
+        target_output=meta.target_output,
+        timeline=meta.timeline,
     )
 
 

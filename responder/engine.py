@@ -594,7 +594,7 @@ class Engine:
                     self.timeline.set_step(incident_id, event.step_id, "running")
             self._runner_event(incident_id, planned, event)
             if not held:
-                self._claim_resolved(incident, event, held)
+                self._claim_resolved(incident, event, held, planned)
 
         result = self.executor.run(
             Batch(
@@ -646,7 +646,11 @@ class Engine:
         return stop
 
     def _claim_resolved(
-        self, incident: Incident, event: RunnerEvent, held: list[tuple[str, str, str]]
+        self,
+        incident: Incident,
+        event: RunnerEvent,
+        held: list[tuple[str, str, str]],
+        planned: Mapping[str, PlannedStep],
     ) -> None:
         """A module refused to act because another incident claimed the container on its host
         first (container_held): stop this run and name the holder. Once a step reports the full
@@ -663,11 +667,14 @@ class Engine:
                 self.held_by = holder
                 self.cancel.cancel(f"container {cid[:12]} on {event.host} is held by incident {holder}")
             return
-        if event.kind != "runner_on_ok":
+        if event.kind != "runner_on_ok" or event.step_id is None or event.step_id not in planned:
+            return
+        action = self.catalog.get(planned[event.step_id].step.action)
+        if action is None or action.target_output is None:  # the role acts on no container
             return
         facts = event.result.get("ansible_facts")
         output = facts.get("responder_output") if isinstance(facts, dict) else None
-        cid = output.get("container_id") if isinstance(output, dict) else None
+        cid = output.get(action.target_output) if isinstance(output, dict) else None
         if not isinstance(cid, str) or not _FULL_ID.fullmatch(cid):
             return
         previous = output.get("claimed_from") if isinstance(output, dict) else None
@@ -711,7 +718,7 @@ class Engine:
     ) -> IncidentStatus | None:
         """Record one step's outcome and evidence; returns the incident status it forces, if any."""
         host_outputs = {h: r.outputs for h, r in step_result.hosts.items()}
-        self._collect_evidence(incident_id, step.id, step_result)
+        self._collect_evidence(incident_id, step, step_result)
         merged = self._merge_outputs(step_result)
         outputs[step.id] = merged
         self._record_step(
@@ -783,20 +790,20 @@ class Engine:
             },
         )
 
-    def _collect_evidence(self, incident_id: str, step_id: str, result: StepResult) -> None:
+    def _collect_evidence(self, incident_id: str, step: Step, result: StepResult) -> None:
+        step_id = step.id
+        action = self.catalog.get(step.action)
         recorded = False
         for host, host_result in result.hosts.items():
             for warning in host_result.outputs.get("warnings") or []:
                 self._event(incident_id, "step_warning", str(warning), step=step_id, host=host)
-            for rotated in host_result.outputs.get("rotated") or []:
-                if isinstance(rotated, dict):  # names and versions only: roles never report values
-                    fields = {k: rotated.get(k) for k in ("backend", "name", "new_name", "version")}
+            # what the role declares (meta/responder.yml timeline:), and only its listed fields
+            for declared in action.timeline if action else ():
+                for message, fields in declared.events(host_result.outputs):
                     self._event(
                         incident_id,
-                        "secret_rotated",
-                        f"{fields['backend']} secret {fields['name']} rotated"
-                        + (f" to {fields['new_name']}" if fields.get("new_name") else "")
-                        + f" (version {fields['version']})",
+                        declared.kind,
+                        message,
                         step=step_id,
                         host=host,
                         data={**fields, "host": host},
