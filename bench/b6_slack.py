@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.common import report
 from responder.notify.dispatcher import SlackNotifier
 from responder.notify.slack import BotTransport
-from responder.timeline import Incident, IncidentStatus, Timeline
+from responder.timeline import Incident, Timeline
+from responder.vocabulary import IncidentStatus
 from tests.slack_server import SlackServer, SlackState
 
 IID = "INC-20261129-000000-b6b6"

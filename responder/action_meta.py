@@ -31,6 +31,7 @@ from typing import Any
 
 from responder.errors import ConfigError, Problem
 from responder.playbook import strict_yaml
+from responder.vocabulary import EventKind
 
 _TOP = {"changes", "undo", "requires", "outputs", "example", "target_output", "timeline"}
 _UNDO = {"description", "action", "with", "gather"}
@@ -41,26 +42,26 @@ _OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
 # Kinds the engine writes itself: a role may not impersonate them on the timeline.
 RESERVED_KINDS = frozenset(
     {
-        "incident_opened",
-        "incident_closed",
-        "incident_interrupted",
-        "incident_resumed",
-        "incident_released",
-        "step_started",
-        "step_finished",
-        "task_result",
-        "approval_requested",
-        "approval_granted",
-        "approval_denied",
-        "evidence_recorded",
-        "evidence_problem",
-        "container_held",
-        "container_claimed",
-        "duplicate_incident",
-        "release_requested",
-        "release_failed",
-        "run_abandoned",
-        "batch_started",
+        EventKind.INCIDENT_OPENED,
+        EventKind.INCIDENT_CLOSED,
+        EventKind.INCIDENT_INTERRUPTED,
+        EventKind.INCIDENT_RESUMED,
+        EventKind.INCIDENT_RELEASED,
+        EventKind.STEP_STARTED,
+        EventKind.STEP_FINISHED,
+        EventKind.TASK_RESULT,
+        EventKind.APPROVAL_REQUESTED,
+        EventKind.APPROVAL_GRANTED,
+        EventKind.APPROVAL_DENIED,
+        EventKind.EVIDENCE_RECORDED,
+        EventKind.EVIDENCE_PROBLEM,
+        EventKind.CONTAINER_HELD,
+        EventKind.CONTAINER_CLAIMED,
+        EventKind.DUPLICATE_INCIDENT,
+        EventKind.RELEASE_REQUESTED,
+        EventKind.RELEASE_FAILED,
+        EventKind.RUN_ABANDONED,
+        EventKind.BATCH_STARTED,
     }
 )
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from responder.vocabulary import EventKind
+
 if TYPE_CHECKING:
     from responder.catalog import Catalog
     from responder.engine import RunOutcome
@@ -580,7 +582,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     # each verification is an access to the evidence: it belongs on the chain of custody
     timeline.append(
         args.incident,
-        "evidence_verified",
+        EventKind.EVIDENCE_VERIFIED,
         f"evidence verified by {actor}: {len(results) - len(bad)} ok, {len(bad)} missing or altered",
         actor=actor,
         data={

@@ -30,7 +30,8 @@ from responder.playbook.model import HOST_PATTERN, Approval, OnFailure, Playbook
 from responder.playbook.parse import secret_param_name
 from responder.private_dirs import ensure_private_dir
 from responder.settings import Settings
-from responder.timeline import Event, Incident, IncidentStatus, Timeline
+from responder.timeline import Event, Incident, Timeline
+from responder.vocabulary import EventKind, IncidentStatus
 
 # A well-formed stand-in: modules validate the incident ID even in check mode.
 DRY_RUN_INCIDENT = "INC-00000000-000000-0000"
@@ -160,7 +161,7 @@ class Engine:
         self.timeline.create_incident(incident)
         self._event(
             incident.id,
-            "incident_opened",
+            EventKind.INCIDENT_OPENED,
             f"incident opened: playbook {playbook.name} ({playbook.severity})",
             actor=request.actor,
             data={
@@ -177,12 +178,16 @@ class Engine:
         warnings = request.trigger.get("warnings")
         for warning in warnings if isinstance(warnings, list) else []:
             self._event(
-                incident.id, "intake_warning", str(warning), actor="webhook", data={"warning": warning}
+                incident.id,
+                EventKind.INTAKE_WARNING,
+                str(warning),
+                actor="webhook",
+                data={"warning": warning},
             )
         for step_id in chosen:
             self._event(
                 incident.id,
-                "approval_granted",
+                EventKind.APPROVAL_GRANTED,
                 f"step {step_id} approved up front by {request.actor}",
                 step=step_id,
                 actor=request.actor,
@@ -207,7 +212,7 @@ class Engine:
         for step_id in chosen:
             self._event(
                 incident_id,
-                "approval_granted",
+                EventKind.APPROVAL_GRANTED,
                 f"step {step_id} approved by {actor}" + (f": {reason}" if reason else ""),
                 step=step_id,
                 actor=actor,
@@ -245,7 +250,7 @@ class Engine:
             incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
         ):
             raise StateError(f"incident {incident_id} was resumed or closed by someone else meanwhile")
-        self._event(incident_id, "incident_resumed", "incident resumed after approval")
+        self._event(incident_id, EventKind.INCIDENT_RESUMED, "incident resumed after approval")
         return self._advance(incident, playbook, incident.params, secrets)
 
     def resume_interrupted(self, incident_id: str, secrets: SecretValues, actor: str) -> RunOutcome:
@@ -267,7 +272,7 @@ class Engine:
         )
         self._event(
             incident_id,
-            "incident_resumed",
+            EventKind.INCIDENT_RESUMED,
             f"incident resumed by {actor}; running again: {', '.join(again) or 'nothing'}",
             actor=actor,
             data={"rerun": again},
@@ -283,7 +288,7 @@ class Engine:
         for step_id, (status, _) in self.timeline.steps(incident_id).items():
             if status == "running":
                 self._record_step(incident_id, step_id, StepOutcome.INTERRUPTED, reason)
-        self._event(incident_id, "run_abandoned", reason)
+        self._event(incident_id, EventKind.RUN_ABANDONED, reason)
         playbook = self._playbook_for(incident, check_hash=False)
         return self._close(incident_id, playbook, IncidentStatus.INTERRUPTED)
 
@@ -299,7 +304,7 @@ class Engine:
             raise StateError(f"incident {incident_id} was resumed or closed by someone else meanwhile")
         self._event(
             incident_id,
-            "approval_denied",
+            EventKind.APPROVAL_DENIED,
             f"step {step} denied by {actor}" + (f": {reason}" if reason else ""),
             step=step,
             actor=actor,
@@ -322,11 +327,15 @@ class Engine:
         ledger = self.timeline.steps(incident_id)
         attempts: dict[str, list[dict[str, Any]]] = {}  # step -> each attempt's outputs by host
         for event in self.timeline.events(incident_id):
-            if event.kind == "step_finished" and event.step and isinstance(event.data.get("outputs"), dict):
+            if (
+                event.kind == EventKind.STEP_FINISHED
+                and event.step
+                and isinstance(event.data.get("outputs"), dict)
+            ):
                 attempts.setdefault(event.step, []).append(dict(event.data["outputs"]))
         self._event(
             incident_id,
-            "release_requested",
+            EventKind.RELEASE_REQUESTED,
             f"release requested by {actor}: {reason}",
             actor=actor,
             data={"reason": reason},
@@ -393,14 +402,14 @@ class Engine:
         if not planned:
             self._event(
                 incident_id,
-                "incident_released",
+                EventKind.INCIDENT_RELEASED,
                 f"released: no step had anything to undo{hint}",
                 actor=actor,
                 data={"undone": [], "reason": reason, "earlier_incidents": earlier},
             )
             self.timeline.set_status(incident_id, IncidentStatus.RELEASED)
             return self._outcome(incident_id)
-        number = sum(1 for e in self.timeline.events(incident_id) if e.kind == "batch_started") + 1
+        number = sum(1 for e in self.timeline.events(incident_id) if e.kind == EventKind.BATCH_STARTED) + 1
         self._run_batch(incident, playbook, planned, SecretValues({}), number, {})
         results = {
             sid: status
@@ -411,7 +420,7 @@ class Engine:
         if failed:
             self._event(
                 incident_id,
-                "release_failed",
+                EventKind.RELEASE_FAILED,
                 f"release incomplete: {', '.join(failed)} did not succeed",
                 actor=actor,
                 data={"failed": failed},
@@ -420,7 +429,7 @@ class Engine:
             self.timeline.set_status(incident_id, IncidentStatus.RELEASED)
             self._event(
                 incident_id,
-                "incident_released",
+                EventKind.INCIDENT_RELEASED,
                 f"containment reversed by {actor}: {', '.join(sorted(results))}{hint}",
                 actor=actor,
                 data={"undone": sorted(results), "reason": reason, "earlier_incidents": earlier},
@@ -466,9 +475,9 @@ class Engine:
         incident_id = incident.id
         ledger = self.timeline.steps(incident_id)
         outputs = {sid: out for sid, (status, out) in ledger.items()}
-        approved = {e.step for e in self.timeline.events(incident_id) if e.kind == "approval_granted"}
+        approved = {e.step for e in self.timeline.events(incident_id) if e.kind == EventKind.APPROVAL_GRANTED}
         steps = [s for s in playbook.steps if ledger.get(s.id, ("", {}))[0] not in _FINAL_STEP]
-        batch_number = sum(1 for e in self.timeline.events(incident_id) if e.kind == "batch_started")
+        batch_number = sum(1 for e in self.timeline.events(incident_id) if e.kind == EventKind.BATCH_STARTED)
         index = 0
         while index < len(steps):
             batch: list[PlannedStep] = []
@@ -481,7 +490,7 @@ class Engine:
                     self.timeline.set_status(incident_id, IncidentStatus.AWAITING_APPROVAL, next_step=step.id)
                     self._event(
                         incident_id,
-                        "approval_requested",
+                        EventKind.APPROVAL_REQUESTED,
                         f"step {step.id} ({step.action}) needs approval: responder approve {incident_id} {step.id}",
                         step=step.id,
                         data={"action": step.action, "description": step.description},
@@ -529,7 +538,7 @@ class Engine:
         self.timeline.set_status(incident_id, IncidentStatus.BLOCKED)
         self._event(
             incident_id,
-            "incident_blocked",
+            EventKind.INCIDENT_BLOCKED,
             f"docker unavailable on the target; retrying in {delay:g} s (retry {attempt + 1} of {len(delays)})",
             data={"retry": attempt + 1, "of": len(delays), "delay": delay},
         )
@@ -561,7 +570,7 @@ class Engine:
             self._quarantine_strays(evidence_root)
         self._event(
             incident_id,
-            "batch_started",
+            EventKind.BATCH_STARTED,
             f"running {', '.join(ids)} in one Ansible run",
             data={"steps": ids, "private_data_dir": str(run_dir)},
         )
@@ -628,7 +637,7 @@ class Engine:
             holder, host, cid = held[0]
             self._event(
                 incident_id,
-                "container_held",
+                EventKind.CONTAINER_HELD,
                 f"container {cid[:12]} on {host} is already handled by incident {holder}; this run "
                 "stopped so that two incidents never act on it at once",
                 host=host,
@@ -636,7 +645,7 @@ class Engine:
             )
             self._event(
                 holder,
-                "duplicate_incident",
+                EventKind.DUPLICATE_INCIDENT,
                 f"incident {incident_id} reached this incident's container {cid[:12]} on {host} "
                 f"(as {incident.params.get('container')!r}) and stopped",
                 host=host,
@@ -658,7 +667,7 @@ class Engine:
         ID) and, if the host's claim was taken over from a finished incident, that is said."""
         if not event.host:
             return
-        if event.kind == "runner_on_failed" and event.result.get("reason") == "container_held":
+        if event.kind == "runner_on_failed" and event.result.get("reason") == EventKind.CONTAINER_HELD:
             holder = event.result.get("held_by")
             output = event.result.get("output")
             cid = output.get("container_id") if isinstance(output, dict) else None
@@ -681,7 +690,7 @@ class Engine:
         if isinstance(previous, str) and INCIDENT_ID.match(previous):
             self._event(
                 incident.id,
-                "container_claimed",
+                EventKind.CONTAINER_CLAIMED,
                 f"container {cid[:12]} on {event.host} was last handled by incident {previous}, which is "
                 f"closed; anything it changed there is undone by `responder release {previous}`",
                 host=event.host,
@@ -707,7 +716,7 @@ class Engine:
                 continue
             self._event(
                 owner,
-                "evidence_quarantined",
+                EventKind.EVIDENCE_QUARANTINED,
                 f"stray partial file from an interrupted fetch moved to {path} ({size} bytes); "
                 "it was never hashed or recorded as evidence",
                 data={"path": str(path), "size": size},
@@ -753,7 +762,7 @@ class Engine:
             step = planned[step_id].step
             self._event(
                 incident_id,
-                "step_started",
+                EventKind.STEP_STARTED,
                 f"step {step_id} ({step.action}) started",
                 step=step_id,
                 data={
@@ -776,7 +785,7 @@ class Engine:
             message += f": {event.message[:2000]}"
         self._event(
             incident_id,
-            "task_result",
+            EventKind.TASK_RESULT,
             message,
             step=step_id,
             host=event.host,
@@ -796,7 +805,7 @@ class Engine:
         recorded = False
         for host, host_result in result.hosts.items():
             for warning in host_result.outputs.get("warnings") or []:
-                self._event(incident_id, "step_warning", str(warning), step=step_id, host=host)
+                self._event(incident_id, EventKind.STEP_WARNING, str(warning), step=step_id, host=host)
             # what the role declares (meta/responder.yml timeline:), and only its listed fields
             for declared in action.timeline if action else ():
                 for message, fields in declared.events(host_result.outputs):
@@ -824,14 +833,14 @@ class Engine:
                         collector=default_actor(),
                     )
                 except EvidenceProblem as exc:
-                    self._event(incident_id, "evidence_problem", str(exc), step=step_id, host=host)
+                    self._event(incident_id, EventKind.EVIDENCE_PROBLEM, str(exc), step=step_id, host=host)
                     continue
                 self.timeline.add_evidence(record)
                 recorded = True
                 match = record.sha256_source == record.sha256_controller
                 self._event(
                     incident_id,
-                    "evidence_recorded",
+                    EventKind.EVIDENCE_RECORDED,
                     f"{record.kind} evidence {Path(record.path).name}: sha256 {record.sha256_controller}"
                     + ("" if match else f" MISMATCH (source {record.sha256_source})"),
                     step=step_id,
@@ -1015,7 +1024,7 @@ class Engine:
             data["hosts"] = dict(hosts)
         if host_outputs:
             data["outputs"] = dict(host_outputs)
-        self._event(incident_id, "step_finished", text, step=step_id, data=data)
+        self._event(incident_id, EventKind.STEP_FINISHED, text, step=step_id, data=data)
 
     def _close(self, incident_id: str, playbook: Playbook, stop: IncidentStatus | None) -> RunOutcome:
         ledger = self.timeline.steps(incident_id)
@@ -1032,7 +1041,9 @@ class Engine:
         self.timeline.set_status(incident_id, stop)
         self._event(
             incident_id,
-            "incident_closed" if stop is not IncidentStatus.INTERRUPTED else "incident_interrupted",
+            EventKind.INCIDENT_CLOSED
+            if stop is not IncidentStatus.INTERRUPTED
+            else EventKind.INCIDENT_INTERRUPTED,
             f"incident {stop}"
             + (f" (the container is already handled by incident {self.held_by})" if self.held_by else "")
             + f": {tally.line()}",

@@ -8,6 +8,7 @@ from typing import IO, TYPE_CHECKING
 
 from responder.execution.events import RunnerEvent, StepOutcome
 from responder.outcomes import tally_mapping
+from responder.vocabulary import EventKind
 
 if TYPE_CHECKING:
     from responder.catalog import Catalog
@@ -35,35 +36,35 @@ class Progress:
 
     def timeline_event(self, event: Event) -> None:
         kind = event.kind
-        if kind == "incident_opened":
+        if kind == EventKind.INCIDENT_OPENED:
             self._print(f"{event.incident_id} opened: {event.message}")
-        elif kind == "step_started":
+        elif kind == EventKind.STEP_STARTED:
             self._print(f"> {event.step}: started ({event.data.get('action')})")
-        elif kind == "task_result":
+        elif kind == EventKind.TASK_RESULT:
             status = event.data.get("status", "")
             self._print(
                 f"    {event.host:<20} {status:<10} {event.data.get('task')}"
                 + (f" -- {event.message.split(': ', 2)[-1]}" if status in ("failed", "unreachable") else "")
             )
-        elif kind == "step_finished":
+        elif kind == EventKind.STEP_FINISHED:
             outcome = event.data.get("outcome", "")
             mark = _MARK.get(outcome, "FAIL")
             self._print(f"[{mark}] {event.message}")
         elif kind in (
-            "evidence_recorded",
-            "evidence_problem",
-            "approval_requested",
-            "approval_granted",
-            "approval_denied",
-            "incident_closed",
-            "incident_interrupted",
-            "incident_resumed",
-            "incident_blocked",
-            "container_held",
-            "intake_warning",
-            "container_claimed",
-            "incident_released",
-            "release_failed",
+            EventKind.EVIDENCE_RECORDED,
+            EventKind.EVIDENCE_PROBLEM,
+            EventKind.APPROVAL_REQUESTED,
+            EventKind.APPROVAL_GRANTED,
+            EventKind.APPROVAL_DENIED,
+            EventKind.INCIDENT_CLOSED,
+            EventKind.INCIDENT_INTERRUPTED,
+            EventKind.INCIDENT_RESUMED,
+            EventKind.INCIDENT_BLOCKED,
+            EventKind.CONTAINER_HELD,
+            EventKind.INTAKE_WARNING,
+            EventKind.CONTAINER_CLAIMED,
+            EventKind.INCIDENT_RELEASED,
+            EventKind.RELEASE_FAILED,
         ):
             self._print(f"  * {event.message}")
 

@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from responder.errors import StateError, UsageError
 from responder.ids import utc_now
+from responder.vocabulary import OPEN_SQL, UNATTENDED_SQL, EventKind, IncidentStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -118,27 +118,9 @@ _ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
 # One open incident per container: the CLI and the webhook never contain the same one at once.
 _LOCK_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS incidents_container_lock_v2 ON incidents(lock_key) "
-    "WHERE lock_key IS NOT NULL AND status IN ('running', 'awaiting_approval', 'blocked')"
+    "WHERE lock_key IS NOT NULL AND status IN " + OPEN_SQL
 )
 _OLD_INDEXES = ("incidents_container_lock",)
-
-
-class IncidentStatus(StrEnum):
-    RUNNING = "running"
-    AWAITING_APPROVAL = "awaiting_approval"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    HOST_UNREACHABLE = "host_unreachable"
-    CONFIG_ERROR = "config_error"
-    TIMED_OUT = "timed_out"
-    INTERRUPTED = "interrupted"
-    DENIED = "denied"
-    RELEASED = "released"
-    TARGET_GONE = "target_gone"
-    BLOCKED = "blocked"  # dockerd unreachable on a target: the run waits and retries
-
-
-OPEN_STATUSES = {IncidentStatus.RUNNING, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.BLOCKED}
 
 
 class ContainerBusy(StateError):
@@ -339,8 +321,8 @@ class Timeline:
         step has resolved them."""
         with self._write() as db:
             row = db.execute(
-                "SELECT c.incident_id FROM claims c JOIN incidents i ON i.id = c.incident_id "
-                "WHERE c.claim=? AND c.incident_id<>? AND i.status IN ('running', 'awaiting_approval', 'blocked') "
+                "SELECT c.incident_id FROM claims c JOIN incidents i ON i.id = c.incident_id "  # noqa: S608 - status constants, never input
+                "WHERE c.claim=? AND c.incident_id<>? AND i.status IN " + OPEN_SQL + " "
                 "ORDER BY i.created_at LIMIT 1",
                 (claim, incident_id),
             ).fetchone()
@@ -351,21 +333,20 @@ class Timeline:
 
     def open_incident_ids(self) -> list[str]:
         """Incidents still running, paused at a gate or blocked: the ones whose claims hold."""
-        rows = self._db.execute(
-            "SELECT id FROM incidents WHERE status IN ('running', 'awaiting_approval', 'blocked')"
-        ).fetchall()
+        rows = self._db.execute("SELECT id FROM incidents WHERE status IN " + OPEN_SQL).fetchall()  # noqa: S608 - status constants, never input
         return [str(r[0]) for r in rows]
 
     def open_incident_for_alert(self, alert_id: int) -> str | None:
         """The `running` or `blocked` incident opened for a queued alert, if any."""
         row = self._db.execute(
-            "SELECT id FROM incidents WHERE alert_id=? AND status IN ('running', 'blocked')", (alert_id,)
+            "SELECT id FROM incidents WHERE alert_id=? AND status IN " + UNATTENDED_SQL,  # noqa: S608 - status constants, never input
+            (alert_id,),
         ).fetchone()
         return str(row[0]) if row else None
 
     def lock_holder(self, lock_key: str) -> str | None:
         row = self._db.execute(
-            "SELECT id FROM incidents WHERE lock_key=? AND status IN ('running', 'awaiting_approval', 'blocked')",
+            "SELECT id FROM incidents WHERE lock_key=? AND status IN " + OPEN_SQL,  # noqa: S608 - status constants, never input
             (lock_key,),
         ).fetchone()
         return row[0] if row else None
@@ -526,7 +507,7 @@ class Timeline:
                     incident_id,
                     seq,
                     utc_now(),
-                    "alert_attached",
+                    EventKind.ALERT_ATTACHED,
                     None,
                     None,
                     "webhook",

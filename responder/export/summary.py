@@ -8,18 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from responder.outcomes import StepTally, tally_steps
-from responder.timeline import EvidenceRecord, Incident, IncidentStatus, Timeline
+from responder.timeline import EvidenceRecord, Incident, Timeline
+from responder.vocabulary import EventKind, IncidentStatus
 
 _DECODED = {
-    "step_started",
-    "step_finished",
-    "approval_granted",
-    "approval_denied",
-    "approval_requested",
-    "incident_closed",
-    "incident_interrupted",
-    "evidence_problem",
-    "secret_rotated",
+    EventKind.STEP_STARTED,
+    EventKind.STEP_FINISHED,
+    EventKind.APPROVAL_GRANTED,
+    EventKind.APPROVAL_DENIED,
+    EventKind.APPROVAL_REQUESTED,
+    EventKind.INCIDENT_CLOSED,
+    EventKind.INCIDENT_INTERRUPTED,
+    EventKind.EVIDENCE_PROBLEM,
+    EventKind.SECRET_ROTATED,
 }
 
 
@@ -103,10 +104,10 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
             summary.notifications[status] = summary.notifications.get(status, 0) + 1
             continue
         span = summary.steps.setdefault(step, StepSpan(step)) if step else None
-        if kind == "step_started" and span:
+        if kind == EventKind.STEP_STARTED and span:
             span.started = ts
             span.action = str(data.get("action", ""))
-        elif kind == "step_finished" and span:
+        elif kind == EventKind.STEP_FINISHED and span:
             span.finished = ts
             span.outcome = str(data.get("outcome", ""))
             span.message = message.split(": ", 2)[-1] if ": " in message else ""
@@ -115,7 +116,7 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
                 summary.hosts.add(host_name)
             for host_name, outputs in (data.get("outputs") or {}).items():
                 _scope(summary, host_name, outputs)
-        elif kind in ("approval_granted", "approval_denied", "approval_requested"):
+        elif kind in (EventKind.APPROVAL_GRANTED, EventKind.APPROVAL_DENIED, EventKind.APPROVAL_REQUESTED):
             summary.decisions.append(
                 {
                     "ts": ts,
@@ -127,12 +128,12 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
                     "message": message,
                 }
             )
-        elif kind == "secret_rotated":
+        elif kind == EventKind.SECRET_ROTATED:
             # names and versions only: rotation events never carry values
             summary.secrets_rotated.append(
                 {k: data.get(k) for k in ("name", "new_name", "version", "backend", "host")}
             )
-        elif kind == "evidence_problem":
+        elif kind == EventKind.EVIDENCE_PROBLEM:
             summary.problems.append(message)
     for record in summary.evidence:
         if record.container_id:

@@ -29,6 +29,7 @@ from responder.intake.alerts import FIRING, Alert
 from responder.intake.routing import Route
 from responder.locks import lock_key
 from responder.timeline import Event, Timeline
+from responder.vocabulary import UNATTENDED_SQL, EventKind
 
 DEFAULT_WINDOW = 600
 RECENT_LIMIT = 200_000  # alert identities remembered for the duplicate fast path
@@ -325,7 +326,7 @@ class AlertStore:
                 self._append(
                     db,
                     row["incident_id"],
-                    "alert_repeated",
+                    EventKind.ALERT_REPEATED,
                     f"{row['source']} alert {row['name']!r} repeated {times} (duplicate deliveries, no new run)",
                     {"alert_id": alert_id, "dedup_key": row["dedup_key"], "repeats": count},
                 )
@@ -346,7 +347,7 @@ class AlertStore:
                 self._append(
                     db,
                     previous["incident_id"],
-                    "alert_repeated",
+                    EventKind.ALERT_REPEATED,
                     f"{alert.source} alert {alert.name!r} repeated (duplicate delivery, no new run)",
                     {"alert_id": previous["id"], "dedup_key": alert.dedup_key},
                 )
@@ -396,7 +397,7 @@ class AlertStore:
             self._append(
                 db,
                 incident_id,
-                "alert_resolved",
+                EventKind.ALERT_RESOLVED,
                 f"{alert.source} alert {alert.name!r} resolved at the source; containment stays in place "
                 f"(undo it with `responder release {incident_id}`)",
                 {"alert_id": alert_id, "dedup_key": alert.dedup_key},
@@ -495,8 +496,8 @@ class AlertStore:
         )
         with self._reader_lock:
             rows = self._reader.execute(
-                "SELECT a.id, a.incident_id, a.worker_pid FROM alerts a JOIN incidents i ON i.id=a.incident_id "
-                "WHERE a.state='started' AND i.status IN ('running', 'blocked')"
+                "SELECT a.id, a.incident_id, a.worker_pid FROM alerts a JOIN incidents i ON i.id=a.incident_id "  # noqa: S608 - status constants, never input
+                "WHERE a.state='started' AND i.status IN " + UNATTENDED_SQL
             ).fetchall()
         return requeued, [(r[0], r[1], r[2]) for r in rows]
 
@@ -505,8 +506,8 @@ class AlertStore:
         its worker process is gone, nobody is left to close it."""
         with self._reader_lock:
             row = self._reader.execute(
-                "SELECT a.incident_id FROM alerts a JOIN incidents i ON i.id=a.incident_id "
-                "WHERE a.id=? AND i.status IN ('running', 'blocked')",
+                "SELECT a.incident_id FROM alerts a JOIN incidents i ON i.id=a.incident_id "  # noqa: S608 - status constants, never input
+                "WHERE a.id=? AND i.status IN " + UNATTENDED_SQL,
                 (alert_id,),
             ).fetchone()
         return str(row[0]) if row else None

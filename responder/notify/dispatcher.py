@@ -28,23 +28,29 @@ from responder.notify.messages import (
     step_message,
 )
 from responder.notify.slack import DeliveryError, Transport
-from responder.timeline import Event, IncidentStatus, Redactor, Timeline
+from responder.timeline import Event, Redactor, Timeline
+from responder.vocabulary import EventKind, IncidentStatus
 
 log = logging.getLogger("responder.notify")
 
 _WATCHED = {
-    "incident_opened",
-    "step_finished",
-    "approval_requested",
-    "approval_granted",
-    "approval_denied",
-    "incident_resumed",
-    "incident_closed",
-    "incident_interrupted",
-    "alert_resolved",
-    "intake_warning",
+    EventKind.INCIDENT_OPENED,
+    EventKind.STEP_FINISHED,
+    EventKind.APPROVAL_REQUESTED,
+    EventKind.APPROVAL_GRANTED,
+    EventKind.APPROVAL_DENIED,
+    EventKind.INCIDENT_RESUMED,
+    EventKind.INCIDENT_CLOSED,
+    EventKind.INCIDENT_INTERRUPTED,
+    EventKind.ALERT_RESOLVED,
+    EventKind.INTAKE_WARNING,
 }
-_STATUS_CHANGES = {"approval_requested", "incident_resumed", "incident_closed", "incident_interrupted"}
+_STATUS_CHANGES = {
+    EventKind.APPROVAL_REQUESTED,
+    EventKind.INCIDENT_RESUMED,
+    EventKind.INCIDENT_CLOSED,
+    EventKind.INCIDENT_INTERRUPTED,
+}
 _STOP = object()
 
 
@@ -149,7 +155,7 @@ class SlackNotifier:
                 continue
             timeline.append(
                 event.incident_id,
-                "notification_failed",
+                EventKind.NOTIFICATION_FAILED,
                 f"slack message for {event.kind} not delivered: gave up after waiting {timeout:.0f}s at exit",
                 actor="slack",
                 data={"status": "failed", "error": "abandoned at exit", "for": event.kind},
@@ -176,21 +182,26 @@ class SlackNotifier:
     def _handle(self, event: Event) -> None:
         incident = self._timeline.incident(event.incident_id)
         iid = incident.id
-        if event.kind == "incident_opened":
+        if event.kind == EventKind.INCIDENT_OPENED:
             self._deliver(iid, self._root(incident, f"{iid}:root"), root=True)
             return
-        if event.kind == "step_finished":
+        if event.kind == EventKind.STEP_FINISHED:
             self._deliver(iid, step_message(iid, event))
-        elif event.kind in ("approval_requested", "approval_granted", "approval_denied", "incident_resumed"):
+        elif event.kind in (
+            EventKind.APPROVAL_REQUESTED,
+            EventKind.APPROVAL_GRANTED,
+            EventKind.APPROVAL_DENIED,
+            EventKind.INCIDENT_RESUMED,
+        ):
             self._deliver(iid, plain_reply(iid, event))
-        elif event.kind == "intake_warning":
+        elif event.kind == EventKind.INTAKE_WARNING:
             self._deliver(iid, plain_reply(iid, event, prefix=":warning: "))
-        elif event.kind == "alert_resolved":
+        elif event.kind == EventKind.ALERT_RESOLVED:
             still = (
                 "still contained" if incident.status is not IncidentStatus.RELEASED else "already released"
             )
             self._deliver(iid, plain_reply(iid, event, prefix=f"Alert resolved; container {still}. "))
-        elif event.kind in ("incident_closed", "incident_interrupted"):
+        elif event.kind in (EventKind.INCIDENT_CLOSED, EventKind.INCIDENT_INTERRUPTED):
             self._deliver(iid, closing_message(incident, event, self._timeline.evidence(iid)))
         if event.kind in _STATUS_CHANGES:
             self._update_root(incident, event)
@@ -205,7 +216,7 @@ class SlackNotifier:
         if incident_id not in self._roots:
             for event in self._timeline.events(incident_id):  # a resumed incident, in a new process
                 if (
-                    event.kind == "notification_sent"
+                    event.kind == EventKind.NOTIFICATION_SENT
                     and event.data.get("role") == "root"
                     and event.data.get("ts")
                 ):
@@ -303,7 +314,7 @@ class SlackNotifier:
             return ts, channel
         self._timeline.append(
             incident_id,
-            "notification_sent",
+            EventKind.NOTIFICATION_SENT,
             f"slack {role} sent to {channel}" + (f" ts {ts}" if ts else "") + note,
             actor="slack",
             data={
@@ -329,7 +340,7 @@ class SlackNotifier:
             return
         self._timeline.append(
             incident_id,
-            "notification_failed",
+            EventKind.NOTIFICATION_FAILED,
             f"slack {role} not delivered: {error}",
             actor="slack",
             data={

@@ -33,7 +33,8 @@ from responder.playbook.model import AlertSource, Approval
 from responder.server.auth import Auth, Verdict
 from responder.server.metrics import Metrics
 from responder.server.workers import WorkerPool
-from responder.timeline import Incident, IncidentStatus, Timeline
+from responder.timeline import Incident, Timeline
+from responder.vocabulary import IncidentStatus
 
 MAX_BODY = 1 << 20
 BODY_TIMEOUT = 10.0  # seconds a client has to send its whole body once the headers are in

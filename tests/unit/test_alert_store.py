@@ -20,7 +20,8 @@ from responder.intake.routing import Router
 from responder.intake.store import AlertStore, Intake, StoreUnavailable
 from responder.playbook.parse import load_playbook
 from responder.settings import shipped_dir
-from responder.timeline import AlertClaimLost, ContainerBusy, Incident, IncidentStatus, Timeline
+from responder.timeline import AlertClaimLost, ContainerBusy, Incident, Timeline
+from responder.vocabulary import IncidentStatus
 from tests.conftest import FIXTURES
 from tests.unit.test_alert_intake import AM, FALCO
 

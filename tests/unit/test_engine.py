@@ -16,7 +16,8 @@ from responder.execution.runner import Batch, BatchResult, CancelToken
 from responder.params import SecretValues, resolve
 from responder.playbook.parse import load_playbook
 from responder.settings import Settings, shipped_dir
-from responder.timeline import IncidentStatus, Timeline
+from responder.timeline import Timeline
+from responder.vocabulary import IncidentStatus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -14,7 +14,8 @@ import pytest
 
 from responder.export import FORMATS, export
 from responder.export.csv_export import HEADER
-from responder.timeline import EvidenceRecord, Incident, IncidentStatus, Timeline
+from responder.timeline import EvidenceRecord, Incident, Timeline
+from responder.vocabulary import IncidentStatus
 
 EVIL = "<script>alert(1)</script> | **bold** `tick` [x](http://e) =cmd|' /C calc'!A0\nnext line"
 IID = "INC-20261129-010203-abcd"

@@ -11,7 +11,8 @@ import pytest
 
 from responder.notify.dispatcher import ChannelPacer, RetryPolicy, SlackNotifier
 from responder.notify.slack import BotTransport, WebhookTransport
-from responder.timeline import Incident, IncidentStatus, Timeline
+from responder.timeline import Incident, Timeline
+from responder.vocabulary import IncidentStatus
 from tests.slack_server import SlackServer, SlackState
 
 IID = "INC-20261129-010203-abcd"

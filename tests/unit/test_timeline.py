@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 
 from responder.ids import INCIDENT_ID, new_incident_id
-from responder.timeline import Incident, IncidentStatus, Redactor, Timeline
+from responder.timeline import Incident, Redactor, Timeline
+from responder.vocabulary import IncidentStatus
 
 
 def make(tl: Timeline, incident_id: str = "INC-20260101-000000-abcd") -> str:
