@@ -23,3 +23,15 @@ def utc_now() -> str:
 def incident_time_now() -> str:
     """Now as an incident ID spells it (`20261129-013644`): ordered like the IDs themselves."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def default_actor() -> str:
+    """`user@host` of whoever runs this process: the actor when nobody said who they are."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

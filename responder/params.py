@@ -151,6 +151,25 @@ def resolve(
     return values, SecretValues(secrets)
 
 
+def secret_values(playbook: Playbook, environ: Mapping[str, str] | None = None) -> SecretValues:
+    """The playbook's secret params from the environment alone: for a run whose other params were
+    resolved and checked already (an alert's, by its route). Secrets never travel in the queue."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for spec in playbook.params:
+        if not spec.secret:
+            continue
+        value = _secret_from_env(spec.name, environ)
+        if value is not None:
+            found[spec.name] = value
+        elif spec.required:
+            missing.append(f"secret param {spec.name!r} is required: set {secret_env_name(spec.name)}")
+    if missing:
+        raise UsageError("\n".join(missing))
+    return SecretValues(found)
+
+
 def _secret_from_env(name: str, environ: Mapping[str, str]) -> str | None:
     env_name = secret_env_name(name)
     if env_name in environ:

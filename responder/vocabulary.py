@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     INCIDENT_INTERRUPTED = "incident_interrupted"
     INCIDENT_RELEASED = "incident_released"
     RUN_ABANDONED = "run_abandoned"
+    DOCKER_UNAVAILABLE = "docker_unavailable"
     RELEASE_REQUESTED = "release_requested"
     RELEASE_FAILED = "release_failed"
     # steps and what Ansible reported

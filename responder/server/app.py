@@ -29,12 +29,12 @@ from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, alertma
 from responder.intake.routing import RejectedInput, Router
 from responder.intake.store import AlertStore, Intake, StoreUnavailable
 from responder.outcomes import tally_mapping
-from responder.playbook.model import AlertSource, Approval
+from responder.playbook.model import AlertSource
 from responder.server.auth import Auth, Verdict
 from responder.server.metrics import Metrics
 from responder.server.workers import WorkerPool
-from responder.timeline import Incident, Timeline
-from responder.vocabulary import IncidentStatus
+from responder.settings import Settings
+from responder.timeline import Event, Incident, Timeline
 
 MAX_BODY = 1 << 20
 BODY_TIMEOUT = 10.0  # seconds a client has to send its whole body once the headers are in
@@ -80,7 +80,9 @@ class ServerState:
     metrics: Metrics
     draining: bool = False
     body_timeout: float = BODY_TIMEOUT
-    # Slack, for what no incident's thread will carry (the server's notifier.notice, if any)
+    settings: Settings | None = None
+    # Slack: what no incident's thread will carry (notice), and events the server writes (observe)
+    observe: Callable[[Event], None] | None = None
     notice: Callable[[str, str], None] | None = None
 
 
@@ -399,47 +401,30 @@ class _Handlers:
             return self._refuse(
                 request, "api", "bad_request", 422, "give either step (a gated step id) or all: true"
             )
+        steps = None if every else [str(step)]
         try:
-            chosen = self._approvable(incident_id, None if every else step)
+            # the gate's one check (Engine.approve, as for `responder approve`), off the event loop
+            chosen = await asyncio.get_running_loop().run_in_executor(
+                None, self._approve, incident_id, steps, f"api:{actor.strip()}", reason
+            )
         except UsageError:
             return _error(404, "no such incident")
         except StateError as exc:
             return _error(409, str(exc))
-        args = ["approve", incident_id, *(["--all"] if every else [str(step)])]
-        # `--opt=value` keeps a value that starts with "-" from being read as an option
-        args += [f"--as=api:{actor.strip()}", f"--reason={reason}", "--quiet"]
-        self.state.pool.run_command(args)
+        self.state.pool.run_job({"job": "continue", "incident": incident_id})
         return web.json_response(
             {"incident_id": incident_id, "approved": chosen, "status": "resuming"}, status=202
         )
 
-    def _approvable(self, incident_id: str, step: Any) -> list[str]:
-        """The checks `responder approve` makes, answered now so the caller gets 404/409 rather
-        than a 202 for an approval that cannot happen."""
-        from pathlib import Path
+    def _approve(self, incident_id: str, steps: list[str] | None, actor: str, reason: str) -> list[str]:
+        from responder.service import Service
 
-        from responder.playbook.parse import load_playbook
-
-        incident = self.state.timeline.incident(incident_id)
-        if incident.status is not IncidentStatus.AWAITING_APPROVAL:
-            raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
-        playbook = next(
-            (
-                r.playbook
-                for r in self.state.router.routes
-                if str(r.playbook.source) == incident.playbook_path
-            ),
-            None,
-        ) or load_playbook(Path(incident.playbook_path), self.state.catalog)
-        done = self.state.timeline.steps(incident_id)
-        gated = [s.id for s in playbook.steps if s.approval is Approval.REQUIRED and s.id not in done]
-        if step is None:
-            return gated
-        if step not in gated:
-            raise StateError(
-                f"step {step!r} is not waiting for approval (gated: {', '.join(gated) or 'none'})"
-            )
-        return [step]
+        assert self.state.settings is not None
+        service = Service(self.state.settings, self.state.catalog, slack=False, on_event=self.state.observe)
+        try:
+            return service.approve(incident_id, steps, actor, reason)
+        finally:
+            service.timeline.close()
 
     # health -------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ class ServeOptions:
     body_timeout: float
     insecure_no_auth: bool
     inventory: str | None
-    cli_args: Sequence[str]  # location flags handed on to worker processes
+    job_base: Mapping[str, Any]  # where things are (settings locations, inventory), for worker jobs
 
 
 def load_routable_playbooks(settings: Settings, catalog: Catalog) -> list[Playbook]:
@@ -134,7 +134,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
             f"resume with `responder resume {incident_id}`",
         )
 
-    pool = WorkerPool(store, options.workers, options.cli_args, env, log_dir, on_orphan=orphaned)
+    pool = WorkerPool(store, options.workers, options.job_base, env, log_dir, on_orphan=orphaned)
     store.on_queued = pool.wake
     notifier = _notifier(settings)
     if notifier is not None:  # the runs notify for themselves; the server says when an alert resolves
@@ -149,6 +149,8 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
         metrics=Metrics(),
         body_timeout=options.body_timeout,
         notice=notifier.notice if notifier is not None else None,
+        observe=notifier.observe if notifier is not None else None,
+        settings=settings,
     )
     app = build_app(state)
 

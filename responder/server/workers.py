@@ -1,4 +1,5 @@
-"""The worker pool: threads that take queued alerts and run each in its own `responder` process.
+"""The worker pool: threads that take queued alerts and run each in its own process
+(`responder.server.job`, which goes through the same Service as the CLI).
 
 A process per run, not a thread: ansible-runner is not thread-safe, a crashing run cannot take
 the server down, and the process runs with the same code, signals and timeline bookkeeping as
@@ -9,6 +10,7 @@ interrupted. The server itself keeps the webhook secrets; worker processes never
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -16,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from responder.intake.store import AlertStore
 
@@ -29,7 +32,7 @@ class WorkerPool:
         self,
         store: AlertStore,
         size: int,
-        cli_args: Sequence[str],
+        job_base: Mapping[str, Any],
         env: dict[str, str],
         log_dir: Path,
         on_orphan: Callable[[int, str, int], None] | None = None,
@@ -39,7 +42,8 @@ class WorkerPool:
         # (killed, crashed): the server marks it interrupted at once, not at its next start.
         self.on_orphan = on_orphan
         self.size = size
-        self.cli_args = list(cli_args)
+        # where things are (settings locations, inventory): part of every job a worker is given
+        self.job_base = dict(job_base)
         self.env = env
         self.log_dir = log_dir
         self._wake = threading.Condition()
@@ -111,22 +115,38 @@ class WorkerPool:
                 continue
             self._run(alert_id)
 
-    def _run(self, alert_id: int) -> None:
-        log_path = self.log_dir / f"alert-{alert_id}.log"
-        argv = [sys.executable, "-m", "responder", "_run-alert", str(alert_id), *self.cli_args]
+    def _spawn(self, job: Mapping[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
+        """Start `python -m responder.server.job` with `job` (plus where things are) on stdin."""
         env = {**self.env, "RESPONDER_SERVER_PID": str(os.getpid())}
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             # own session: a Ctrl-C at the server's terminal drains the server (grace, then SIGTERM)
             # instead of reaching every running playbook at once
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env, start_new_session=True
+                [sys.executable, "-m", "responder.server.job"],
+                stdin=subprocess.PIPE,
+                stdout=fd,
+                stderr=fd,
+                env=env,
+                start_new_session=True,
             )
-        except OSError as exc:
+        finally:
             os.close(fd)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps({**self.job_base, **job}).encode())
+            proc.stdin.close()
+        except OSError:
+            pass  # it died at once: its exit code and log say why
+        return proc
+
+    def _run(self, alert_id: int) -> None:
+        log_path = self.log_dir / f"alert-{alert_id}.log"
+        try:
+            proc = self._spawn({"job": "alert", "alert_id": alert_id}, log_path)
+        except OSError as exc:
             self.store.finish_claim(alert_id, f"could not start the worker process: {exc}")
             return
-        os.close(fd)
         with self._procs_lock:
             self._procs[proc.pid] = proc
         self.started += 1
@@ -144,23 +164,15 @@ class WorkerPool:
             alert_id, f"worker exited with {code} before opening an incident: {_tail(log_path)}"
         )
 
-    def run_command(self, args: Sequence[str]) -> None:
-        """A one-off CLI command in the background (an approval from the API resumes the run)."""
+    def run_job(self, job: Mapping[str, Any]) -> None:
+        """A one-off job in the background (an approval from the API: carry the run on)."""
 
         def target() -> None:
-            log_path = self.log_dir / "api-commands.log"
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "responder", *args, *self.cli_args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=fd,
-                    stderr=fd,
-                    env={**self.env, "RESPONDER_SERVER_PID": str(os.getpid())},
-                    start_new_session=True,
-                )
-            finally:
-                os.close(fd)
+                proc = self._spawn(job, self.log_dir / "api-jobs.log")
+            except OSError as exc:
+                log.error("could not start the job %s: %s", job.get("job"), exc)
+                return
             with self._procs_lock:
                 self._procs[proc.pid] = proc
             try:
@@ -169,7 +181,7 @@ class WorkerPool:
                 with self._procs_lock:
                     self._procs.pop(proc.pid, None)
 
-        threading.Thread(target=target, name="api-command", daemon=True).start()
+        threading.Thread(target=target, name="api-job", daemon=True).start()
 
 
 def _tail(path: Path, size: int = 600) -> str:

@@ -96,7 +96,7 @@ def test_undo_gather_must_name_an_item_key(tmp_path: Path) -> None:
 
 
 def test_release_gathers_records_from_every_attempt() -> None:
-    from responder.engine import _merge_attempts
+    from responder.planning import merge_attempts as _merge_attempts
 
     a = {"name": "a", "aliases": ["web-a"]}
     b = {"name": "b", "aliases": ["web-b"]}

@@ -1,0 +1,144 @@
+"""The command line's grammar: every command, its arguments and its help text (argparse)."""
+
+from __future__ import annotations
+
+import argparse
+
+from responder.exit_codes import EXIT_CODES
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("locations")
+    group.add_argument(
+        "--data-dir", default=default, help="timeline, runs and evidence (env RESPONDER_DATA_DIR)"
+    )
+    group.add_argument(
+        "--playbooks-dir",
+        action="append",
+        default=argparse.SUPPRESS if suppress else [],
+        help="extra playbook directory (repeatable)",
+    )
+    group.add_argument(
+        "--runbooks-dir",
+        action="append",
+        default=argparse.SUPPRESS if suppress else [],
+        help="extra runbooks (roles) directory (repeatable)",
+    )
+    group.add_argument("--config", default=default, help="config file (TOML; env RESPONDER_CONFIG)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog="responder",
+        description="Run incident-response playbooks against Docker hosts through Ansible, "
+        "with every step on an incident timeline.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from responder import __version__
+
+    parser.add_argument("--version", action="version", version=f"responder {__version__}")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, suppress=True)
+        return p
+
+    run = command("run", "run a playbook: open an incident and execute its steps")
+    run.add_argument("playbook", help="playbook file, or the name of a playbook in a playbooks directory")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="param value (repeatable); secret params come from RESPONDER_SECRET_<NAME>",
+    )
+    run.add_argument("-i", "--inventory", help="Ansible inventory (default: localhost, local connection)")
+    run.add_argument("-l", "--limit", help="limit to these hosts (Ansible pattern)")
+    run.add_argument("--dry-run", action="store_true", help="change nothing; print the resolved plan")
+    run.add_argument(
+        "--approve",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="approve a gated step up front (repeatable; 'all' for every gate); recorded as yours",
+    )
+    run.add_argument("--as", dest="actor", help="who is running this (default: user@host)")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+
+    validate = command("validate", "check playbooks; exit 0 if all are valid, 2 otherwise")
+    validate.add_argument("paths", nargs="*", help="files or directories (default: all known playbooks)")
+
+    command("playbooks", "list known playbooks")
+    command("actions", "list actions (runbook roles) and their arguments")
+
+    incidents = command("incidents", "list incidents, newest first")
+    incidents.add_argument("--limit", type=int, default=50)
+
+    show = command("show", "show an incident's status and timeline")
+    show.add_argument("incident")
+
+    approve = command("approve", "approve a paused step and continue the incident")
+    approve.add_argument("incident")
+    approve.add_argument("step", nargs="?", help="the gated step to approve")
+    approve.add_argument("--all", action="store_true", help="approve every remaining gated step")
+    approve.add_argument("--as", dest="actor", help="approver (default: user@host)")
+    approve.add_argument("--reason", default="", help="why, for the timeline")
+    approve.add_argument("--quiet", action="store_true")
+
+    release = command("release", "reverse an incident's containment (reconnect networks, unpause)")
+    release.add_argument("incident")
+    release.add_argument("--reason", required=True, help="why; recorded on the timeline")
+    release.add_argument("--as", dest="actor", help="who releases (default: user@host)")
+    release.add_argument("--quiet", action="store_true")
+
+    evidence = command("evidence", "evidence of an incident: verify")
+    evidence.add_argument("action", choices=["verify"], help="verify: re-hash every artifact")
+    evidence.add_argument("incident")
+    evidence.add_argument(
+        "--as", dest="actor", help="who verifies (default: user@host), for the custody record"
+    )
+
+    export = command("export", "write an incident's timeline for the post-incident review")
+    export.add_argument("incident")
+    export.add_argument(
+        "--format",
+        "-f",
+        default="md",
+        choices=["md", "html", "json", "jsonl", "csv"],
+        help="md (review), html (self-contained, visual timeline), json, jsonl (Timesketch), csv",
+    )
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+
+    resume = command("resume", "continue an interrupted incident: re-run the steps that did not finish")
+    resume.add_argument("incident")
+    resume.add_argument("--as", dest="actor", help="who resumes (default: user@host)")
+    resume.add_argument("--quiet", action="store_true")
+
+    serve = command("serve", "serve the alert webhook and incident API (Alertmanager, Falco, generic JSON)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, help="playbooks run at once (default 2)")
+    serve.add_argument("-i", "--inventory", help="Ansible inventory for alert-triggered runs")
+    serve.add_argument("--grace", type=float, help="seconds running playbooks get to finish on shutdown (30)")
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        help="seconds a client has to send a request body once its headers are in (10)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback address without a token or HMAC secret (only behind an authenticating proxy)",
+    )
+
+    deny = command("deny", "refuse a paused step; the incident ends")
+    deny.add_argument("incident")
+    deny.add_argument("--as", dest="actor", help="who refuses (default: user@host)")
+    deny.add_argument("--reason", default="", help="why, for the timeline")
+    return parser

@@ -1,0 +1,43 @@
+"""`responder serve`: the alert webhook, wired from the command line and the config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from responder.cli.common import catalog_for, inventory_for, settings_from
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from responder.server.auth import load_auth
+    from responder.server.main import ServeOptions, serve
+
+    settings = settings_from(args)
+    catalog = catalog_for(settings)
+    config = settings.server
+    auth = load_auth(os.environ, config.get("token_file"), config.get("hmac_secret_file"))
+    inventory = inventory_for(args, settings)
+    options = ServeOptions(
+        host=args.host or config.get("host", "127.0.0.1"),
+        port=args.port or int(config.get("port", 8080)),
+        workers=args.workers if args.workers is not None else int(config.get("workers", 2)),
+        grace=args.grace if args.grace is not None else float(config.get("grace", 30)),
+        body_timeout=args.body_timeout
+        if args.body_timeout is not None
+        else float(config.get("body_timeout", 10)),
+        insecure_no_auth=args.insecure_no_auth,
+        inventory=inventory,
+        job_base={
+            "settings": {
+                "data_dir": str(settings.data_dir),
+                "playbooks_dirs": [
+                    str(Path(d).resolve()) for d in getattr(args, "playbooks_dir", None) or []
+                ],
+                "runbooks_dirs": [str(Path(d).resolve()) for d in getattr(args, "runbooks_dir", None) or []],
+                "config": str(Path(args.config).resolve()) if getattr(args, "config", None) else None,
+            },
+            "inventory": inventory,
+        },
+    )
+    return serve(settings, catalog, auth, options)

@@ -1,0 +1,85 @@
+"""A worker process of `responder serve`: one job, read as JSON from standard input.
+
+    {"settings": {"data_dir": ..., "playbooks_dirs": [...], "runbooks_dirs": [...], "config": ...},
+     "inventory": "/etc/responder/hosts.yml" | null,
+     "job": "alert", "alert_id": 17}                   # run a queued alert
+     "job": "continue", "incident": "INC-..."}         # carry on after an API approval
+
+It goes straight to the Service (responder.service), the same door as the CLI, without the
+CLI's argument parser. A process per run keeps ansible-runner (not thread-safe) and a crashing
+run away from the server; the job arrives on stdin, so nothing of it shows on a command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def main() -> int:
+    from responder.errors import ResponderError
+    from responder.server.workers import die_with_parent
+
+    die_with_parent()
+    job: dict[str, Any] = json.loads(sys.stdin.read())
+    try:
+        return run(job)
+    except ResponderError as exc:
+        print(f"responder job: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("responder job: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(job: dict[str, Any]) -> int:
+    from responder.exit_codes import STATUS_EXIT
+    from responder.outcomes import tally_mapping
+    from responder.service import Service
+    from responder.settings import load_settings
+
+    located = job.get("settings") or {}
+    settings = load_settings(
+        data_dir=located.get("data_dir"),
+        playbooks_dirs=located.get("playbooks_dirs") or [],
+        runbooks_dirs=located.get("runbooks_dirs") or [],
+        config=located.get("config"),
+    )
+    kind = job.get("job")
+    if kind == "alert":
+        from pathlib import Path
+
+        from responder.catalog import load_catalog
+        from responder.intake.store import load_alert
+        from responder.playbook.parse import load_playbook
+
+        alert = load_alert(settings.database, int(job["alert_id"]))
+        catalog = load_catalog(settings.runbook_dirs)
+        playbook = load_playbook(Path(alert.playbook_path), catalog)
+        service = Service(settings, catalog, notify=playbook.notify)
+        try:
+            result = service.run_alert(alert, playbook, job.get("inventory"))
+        finally:
+            service.finish()
+        if result.attached_to:
+            print(
+                f"alert {alert.id}: container already handled by {result.attached_to}; alert added to its timeline"
+            )
+            return 0
+        outcome = result.outcome
+    elif kind == "continue":
+        incident = str(job["incident"])
+        service = Service.for_incident(settings, incident)
+        try:
+            outcome = service.continue_after_approval(incident)
+        finally:
+            service.finish()
+    else:
+        raise SystemExit(f"responder job: unknown job {kind!r}")
+    assert outcome is not None
+    print(f"{outcome.incident_id}: {outcome.status} ({tally_mapping(outcome.steps).line()})")
+    return STATUS_EXIT.get(outcome.status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
