@@ -2,10 +2,26 @@
 
 ResponderError
 ├── UsageError            bad command-line input (unknown incident, malformed -p)
+│   └── ParamValueError       a param value of the wrong type or pattern (params)
 ├── PlaybookError         a playbook failed to load or validate; carries every Problem
+│   (UndefinedValue, a template reading a name with no value, is caught and reported as one)
 ├── ConfigError           the configuration file or a runbooks directory is broken
+│   └── UnsafePath            a directory responder writes under is a link or not its own
 ├── StateError            the request does not fit the incident's state (approve a finished run)
-└── RunnerError           ansible-runner could not be started at all
+│   └── AlertClaimLost        the alert a run was started for is no longer claimed by it
+├── RunnerError           ansible-runner could not be started at all
+├── InputError            attacker-controlled input refused (answered 4xx, never a crash)
+│   ├── BadJSON               not JSON we accept (400)
+│   ├── ShapeError            JSON of the wrong shape (422)
+│   ├── RejectedInput         alert fields that make no valid params (recorded, 422)
+│   └── UndefinedValue        a template read a name that has no value
+├── EvidenceProblem       an evidence item a role reported cannot be recorded
+└── Unavailable           an outside service cannot answer now; the caller retries
+    ├── StoreUnavailable      the database is busy, locked or full (503)
+    └── DeliveryError         Slack did not take a message
+
+Errors that also behave like a built-in (BadJSON is a ValueError, UndefinedValue a LookupError)
+inherit from both, so code that catches the built-in keeps working.
 """
 
 from __future__ import annotations
@@ -61,6 +77,18 @@ class StateError(ResponderError):
 
 class RunnerError(ResponderError):
     exit_code = 5
+
+
+class InputError(ResponderError):
+    """Untrusted input refused; the server answers 4xx, the CLI exits 2."""
+
+    exit_code = 2
+
+
+class Unavailable(ResponderError):
+    """A service responder depends on cannot answer now; trying again later may succeed."""
+
+    exit_code = 1
 
 
 class PlaybookError(ResponderError):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from responder.errors import ResponderError
 from responder.ids import utc_now
 from responder.private_dirs import ensure_private_dir
 from responder.timeline import EvidenceRecord, Timeline
@@ -73,8 +74,8 @@ def controller_path(evidence_root: Path, incident_id: str, host: str, name: str)
     return candidate
 
 
-class EvidenceProblem(Exception):
-    pass
+class EvidenceProblem(ResponderError):
+    """An evidence item a role reported cannot be recorded (missing, outside the root, malformed)."""
 
 
 def record_from_output(

@@ -19,7 +19,7 @@ MAX_STRING = 4096
 MAX_LIST = 256
 
 
-class ParamValueError(ValueError):
+class ParamValueError(UsageError, ValueError):
     pass
 
 

@@ -135,7 +135,7 @@ class ContainerBusy(StateError):
         self.lock_key = lock_key
 
 
-class AlertClaimLost(Exception):
+class AlertClaimLost(StateError):
     """The alert this run was started for is no longer claimed by it (run elsewhere or requeued)."""
 
 
@@ -217,6 +217,35 @@ class Redactor:
         return value
 
 
+def insert_event(
+    db: sqlite3.Connection,
+    redactor: Redactor,
+    incident_id: str,
+    kind: str,
+    message: str,
+    *,
+    step: str | None = None,
+    host: str | None = None,
+    actor: str = "responder",
+    data: Mapping[str, Any] | None = None,
+) -> Event:
+    """The one way an event is written, inside the caller's write transaction: known secrets
+    are redacted from the message and the data first, and `seq` is the incident's next number.
+    The Timeline and the intake store (which commits alerts and their events together) both
+    write through here."""
+    ts = utc_now()
+    message = redactor.text(message)
+    payload = _dump(redactor.data(dict(data or {})))
+    seq = db.execute(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
+    ).fetchone()[0]
+    db.execute(
+        "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+        (incident_id, seq, ts, kind, step, host, actor, message, payload),
+    )
+    return Event(incident_id, seq, ts, kind, step, host, actor, message, json.loads(payload))
+
+
 class Timeline:
     """One connection per Timeline object; create one per thread."""
 
@@ -282,10 +311,18 @@ class Timeline:
     def close(self) -> None:
         self._db.close()
 
-    @property
-    def reader(self) -> sqlite3.Connection:
-        """The connection, for read-only aggregate queries (the server's /metrics)."""
-        return self._db
+    def status_counts(self) -> dict[str, int]:
+        """Incidents by status (the server's /metrics)."""
+        rows = self._db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status ORDER BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    def finished_step_spans(self) -> list[tuple[str, str, str]]:
+        """(step id, started, finished) of every step that ran to an outcome (/metrics)."""
+        rows = self._db.execute(
+            "SELECT step_id, started_at, finished_at FROM steps "
+            "WHERE status NOT IN ('running', 'not_run', 'skipped') AND finished_at IS NOT NULL"
+        )
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -433,18 +470,10 @@ class Timeline:
         actor: str = "responder",
         data: Mapping[str, Any] | None = None,
     ) -> Event:
-        ts = utc_now()
-        message = self.redactor.text(message)
-        payload = _dump(self.redactor.data(dict(data or {})))
         with self._write() as db:
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
-            ).fetchone()[0]
-            db.execute(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-                (incident_id, seq, ts, kind, step, host, actor, message, payload),
+            return insert_event(
+                db, self.redactor, incident_id, kind, message, step=step, host=host, actor=actor, data=data
             )
-        return Event(incident_id, seq, ts, kind, step, host, actor, message, json.loads(payload))
 
     def events(self, incident_id: str) -> Iterator[Event]:
         """Stream events in order; never loads the whole timeline into memory."""
@@ -498,25 +527,15 @@ class Timeline:
             db.execute(
                 "UPDATE alerts SET state='attached', incident_id=? WHERE id=?", (incident_id, alert_id)
             )
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
-            ).fetchone()[0]
-            db.execute(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    incident_id,
-                    seq,
-                    utc_now(),
-                    EventKind.ALERT_ATTACHED,
-                    None,
-                    None,
-                    "webhook",
-                    self.redactor.text(
-                        f"{summary.get('source')} alert {summary.get('name')!r} for the same container joined "
-                        "this incident (no second run)"
-                    ),
-                    _dump(self.redactor.data(dict(summary))),
-                ),
+            insert_event(
+                db,
+                self.redactor,
+                incident_id,
+                EventKind.ALERT_ATTACHED,
+                f"{summary.get('source')} alert {summary.get('name')!r} for the same container joined "
+                "this incident (no second run)",
+                actor="webhook",
+                data=dict(summary),
             )
 
     def reset_steps(

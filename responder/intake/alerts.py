@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from responder.errors import InputError
 from responder.locks import container_key
 from responder.playbook.model import FALCO_PRIORITIES, AlertSource
 
@@ -33,11 +34,11 @@ _FALCO_ALIASES = {
 }
 
 
-class BadJSON(ValueError):
+class BadJSON(InputError, ValueError):
     """The body is not JSON we accept (400)."""
 
 
-class ShapeError(ValueError):
+class ShapeError(InputError, ValueError):
     """Valid JSON that is not the expected payload (422)."""
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from responder import params as params_mod
-from responder.errors import UsageError
+from responder.errors import InputError, UsageError
 from responder.intake.alerts import Alert, falco_at_least
 from responder.playbook.model import AlertSource, Playbook
 
@@ -22,7 +22,7 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 _RESERVED_HOSTS = {"all", "ungrouped"}
 
 
-class RejectedInput(ValueError):
+class RejectedInput(InputError, ValueError):
     """An alert matched a playbook but its fields do not make valid params (recorded, 422)."""
 
 

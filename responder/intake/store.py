@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from responder.errors import Unavailable
 from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
 from responder.intake.routing import Route
 from responder.locks import lock_key
-from responder.timeline import Event, Timeline
+from responder.timeline import Event, Redactor, Timeline, insert_event
 from responder.vocabulary import UNATTENDED_SQL, EventKind
 
 DEFAULT_WINDOW = 600
@@ -36,7 +37,7 @@ RECENT_LIMIT = 200_000  # alert identities remembered for the duplicate fast pat
 REPEAT_FLUSH = 0.2  # seconds before counted repeats are written
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The database could not take the alert now (busy, locked, disk full): the sender retries."""
 
 
@@ -110,6 +111,8 @@ class AlertStore:
         self.inventory = inventory
         self.on_queued = on_queued
         self.on_event = on_event  # timeline events this store wrote, once committed (Slack hears of them)
+        # secrets this process knows (the server adds its webhook secrets): never on the timeline
+        self.redactor = Redactor()
         self._appended: list[Event] = []
         self.batch_wait = batch_wait
         self.max_batch = max_batch
@@ -449,15 +452,9 @@ class AlertStore:
     def _append(
         self, db: sqlite3.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]
     ) -> None:
-        seq = db.execute(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident_id=?", (incident_id,)
-        ).fetchone()[0]
-        ts = utc_now()
-        db.execute(
-            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-            (incident_id, seq, ts, kind, None, None, "webhook", message, _dump(data)),
-        )
-        self._appended.append(Event(incident_id, seq, ts, kind, None, None, "webhook", message, data))
+        # through the timeline's one redacting write path, in this store's transaction
+        event = insert_event(db, self.redactor, incident_id, kind, message, actor="webhook", data=data)
+        self._appended.append(event)
 
     # workers ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import urllib.error
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from responder.errors import Unavailable
 from responder.notify.messages import Message
 
 # Errors that no retry will fix: https://api.slack.com/methods/chat.postMessage#errors
@@ -42,7 +43,7 @@ TOO_LONG = {"msg_too_long", "invalid_blocks", "invalid_blocks_format", "too_many
 METADATA_EVENT = "responder_notification"
 
 
-class DeliveryError(Exception):
+class DeliveryError(Unavailable):
     """`kind` is retry_after, transient, permanent or too_long; `ambiguous` means Slack may have
     posted it anyway (a timeout or a 5xx after the request was sent)."""
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from responder.errors import InputError
+
 if TYPE_CHECKING:
     from jinja2 import nodes
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -25,7 +27,7 @@ _REFERENCE = re.compile(r"^\{\{\s*(?P<path>(?:params|steps|incident)(?:\.[A-Za-z
 _TOP_LEVEL = ("params", "steps", "incident")
 
 
-class UndefinedValue(LookupError):
+class UndefinedValue(InputError, LookupError):
     """A template read a name that has no value."""
 
 

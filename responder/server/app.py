@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from responder.catalog import Catalog
-from responder.errors import StateError, UsageError
+from responder.errors import InputError, StateError, UsageError
 from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, alertmanager_warnings, decode
 from responder.intake.routing import RejectedInput, Router
 from responder.intake.store import AlertStore, Intake, StoreUnavailable
@@ -41,7 +41,7 @@ BODY_TIMEOUT = 10.0  # seconds a client has to send its whole body once the head
 log = logging.getLogger("responder.server")
 
 
-class _TooLarge(Exception):
+class _TooLarge(InputError):
     pass
 
 
@@ -449,7 +449,7 @@ class _Handlers:
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         text = self.state.metrics.render(
-            self.state.timeline.reader, self.state.pool.busy, self.state.draining
+            self.state.timeline, self.state.store, self.state.pool.busy, self.state.draining
         )
         return web.Response(
             text=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"}

@@ -122,6 +122,8 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     router = Router.from_playbooks(playbooks)
     log_dir = settings.private_dir("server")
     store = AlertStore(settings.database, inventory=options.inventory)
+    for secret in auth.secrets_for_redaction:  # webhook credentials never reach the timeline
+        store.redactor.add(secret)
     recover(store, settings, catalog)
     env = scrubbed_environment(os.environ)
 

@@ -6,10 +6,14 @@ and step figures are read from the timeline at scrape time, so they survive rest
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from responder.intake.store import AlertStore
+    from responder.timeline import Timeline
 
 STEP_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -46,7 +50,8 @@ class Metrics:
         with self._lock:
             self.rejected[(source, reason)] += 1
 
-    def render(self, db: sqlite3.Connection, busy_workers: int, draining: bool) -> str:
+    def render(self, timeline: Timeline, store: AlertStore, busy_workers: int, draining: bool) -> str:
+        """The exposition text: in-memory counters, then figures read through their owners."""
         lines: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -90,10 +95,10 @@ class Metrics:
         for source, n in sorted(warnings.items()):
             lines.append(f'responder_intake_warnings_total{{source="{source}"}} {n}')
         family("responder_incidents", "gauge", "Incidents on the timeline by status.")
-        for status, n in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status ORDER BY status"):
+        for status, n in timeline.status_counts().items():
             lines.append(f'responder_incidents{{status="{status}"}} {n}')
         family("responder_alerts_queued", "gauge", "Alerts waiting for a worker.")
-        states = dict(db.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall())
+        states = store.counts()
         lines.append(f"responder_alerts_queued {states.get('queued', 0)}")
         family(
             "responder_alerts",
@@ -106,16 +111,13 @@ class Metrics:
         lines.append(f"responder_workers_busy {busy_workers}")
         family("responder_draining", "gauge", "1 while the server shuts down and takes no new work.")
         lines.append(f"responder_draining {int(draining)}")
-        self._step_histogram(db, lines)
+        self._step_histogram(timeline, lines)
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _step_histogram(db: sqlite3.Connection, lines: list[str]) -> None:
+    def _step_histogram(timeline: Timeline, lines: list[str]) -> None:
         by_step: dict[str, list[float]] = {}
-        rows = db.execute(
-            "SELECT step_id, started_at, finished_at FROM steps WHERE status NOT IN ('running', 'not_run', 'skipped')"
-        )
-        for step_id, started, finished in rows:
+        for step_id, started, finished in timeline.finished_step_spans():
             try:
                 seconds = (_time(finished) - _time(started)).total_seconds()
             except (TypeError, ValueError):

@@ -286,3 +286,24 @@ def test_windowed_repeats_expire_in_memory_too(tmp_path: Path, router: Router) -
 
     asyncio.run(scenario())
     store.close()
+
+
+def test_events_the_store_writes_pass_the_redacting_path(store: AlertStore, router: Router) -> None:
+    """The store writes events in its own transactions; a secret it knows (the server gives it
+    its webhook credentials) never reaches the timeline, in the message or the data."""
+    secret = "whsec-0123456789abcdef"
+    store.redactor.add(secret)
+    payload = burst_alert(7)
+    payload["alerts"][0]["labels"]["alertname"] = "WhBurst"
+    queued = decide(store, intake(router, payload))
+    assert store.claim_next() == queued.alert_id
+    timeline = Timeline(store.path)
+    timeline.create_incident(incident(queued.alert_id, None, number=7))
+    leaky = burst_alert(7, status="resolved")
+    leaky["alerts"][0]["labels"]["alertname"] = "WhBurst"
+    alert = intake(router, leaky).alert
+    forged = alerts_mod.Alert(**{**alert.__dict__, "name": f"WhBurst {secret}", "dedup_key": alert.dedup_key})
+    decide(store, Intake(forged, None))
+    (event,) = list(timeline.events("INC-20261129-000000-0007"))
+    assert event.kind == "alert_resolved" and secret not in event.message and "********" in event.message
+    assert secret.encode() not in store.path.read_bytes()
