@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from responder import strict_yaml
 from responder.errors import ConfigError, Problem
-from responder.playbook import strict_yaml
 from responder.vocabulary import EventKind
 
 _TOP = {"changes", "undo", "requires", "outputs", "example", "target_output", "timeline"}

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from responder import strict_yaml
 from responder.action_meta import TimelineOutput, load_meta
 from responder.errors import ConfigError, Problem
-from responder.playbook import strict_yaml
 
 _TYPES = {"str", "int", "bool", "list", "dict", "path", "raw", "float"}
 

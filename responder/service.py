@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from responder.catalog import Catalog
     from responder.engine import DryRunStep, Engine, RunOutcome, RunRequest
     from responder.evidence import Verification
-    from responder.intake.store import QueuedAlert
+    from responder.intake.records import QueuedAlert
     from responder.params import SecretValues
     from responder.playbook.model import Playbook
     from responder.settings import Settings

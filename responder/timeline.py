@@ -1,126 +1,23 @@
-"""The incident timeline in SQLite: incidents, their events, step ledger and evidence.
+"""The incident timeline: incidents, their events, the step ledger and evidence records.
 
-WAL so readers (`responder show`, the export) never block the run; `BEGIN IMMEDIATE` for every
-write because busy_timeout cannot save a deferred transaction that upgrades to a write; FULL
-sync because a containment record that vanishes after a power cut is worse than a slow commit.
-"""
+The connection, its settings, transactions and the schema belong to `responder.db`; this module
+owns what is written to those four tables and how it is read back."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from responder import db
 from responder.errors import StateError, UsageError
 from responder.ids import utc_now
 from responder.vocabulary import OPEN_SQL, UNATTENDED_SQL, EventKind, IncidentStatus
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS incidents (
-    id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    status TEXT NOT NULL,
-    playbook TEXT NOT NULL,
-    playbook_path TEXT NOT NULL,
-    playbook_sha256 TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    params TEXT NOT NULL,
-    secret_params TEXT NOT NULL DEFAULT '[]',
-    trigger TEXT NOT NULL,
-    inventory TEXT,
-    host_limit TEXT,
-    next_step TEXT,
-    actor TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    incident_id TEXT NOT NULL REFERENCES incidents(id),
-    seq INTEGER NOT NULL,
-    ts TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    step TEXT,
-    host TEXT,
-    actor TEXT NOT NULL,
-    message TEXT NOT NULL,
-    data TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (incident_id, seq)
-);
-CREATE TABLE IF NOT EXISTS steps (
-    incident_id TEXT NOT NULL REFERENCES incidents(id),
-    step_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    outputs TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (incident_id, step_id)
-);
-CREATE TABLE IF NOT EXISTS evidence (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    incident_id TEXT NOT NULL REFERENCES incidents(id),
-    step_id TEXT,
-    host TEXT NOT NULL,
-    container_id TEXT,
-    kind TEXT NOT NULL,
-    path TEXT NOT NULL,
-    source_path TEXT NOT NULL,
-    sha256_source TEXT NOT NULL,
-    sha256_controller TEXT,
-    size INTEGER NOT NULL,
-    method TEXT NOT NULL,
-    collector TEXT NOT NULL,
-    collected_at TEXT NOT NULL,
-    recorded_at TEXT NOT NULL,
-    details TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_kind ON events(incident_id, kind);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at TEXT NOT NULL,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    dedup_key TEXT NOT NULL,
-    expires_at REAL,
-    name TEXT NOT NULL,
-    host TEXT,
-    container TEXT,
-    state TEXT NOT NULL,
-    reason TEXT,
-    playbook TEXT,
-    playbook_path TEXT,
-    params TEXT,
-    host_limit TEXT,
-    lock_key TEXT,
-    repeats INTEGER NOT NULL DEFAULT 0,
-    last_seen TEXT,
-    incident_id TEXT,
-    worker_pid INTEGER,
-    document TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts(dedup_key, status, id);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, id);
-CREATE TABLE IF NOT EXISTS claims (
-    incident_id TEXT NOT NULL REFERENCES incidents(id),
-    claim TEXT NOT NULL,
-    PRIMARY KEY (incident_id, claim)
-);
-CREATE INDEX IF NOT EXISTS claims_by_claim ON claims(claim);
-"""
-
-SCHEMA_VERSION = 3  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
-# Columns added after the first release, for databases created before them.
-_ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
-# One open incident per container: the CLI and the webhook never contain the same one at once.
-_LOCK_INDEX = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS incidents_container_lock_v2 ON incidents(lock_key) "
-    "WHERE lock_key IS NOT NULL AND status IN " + OPEN_SQL
-)
-_OLD_INDEXES = ("incidents_container_lock",)
 
 
 class ContainerBusy(StateError):
@@ -250,63 +147,10 @@ class Timeline:
     """One connection per Timeline object; create one per thread."""
 
     def __init__(self, path: Path, redactor: Redactor | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
         self.redactor = redactor or Redactor()
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._db = db.open_database(path)
         self._lock = threading.Lock()
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._initialise()
-        path.chmod(0o600)
-
-    def _initialise(self) -> None:
-        """WAL mode and the schema. Switching the journal mode needs the database to itself and
-        does not wait on the busy handler, so a second process or thread opening a fresh database
-        at the same moment retries here instead of failing."""
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-                    return  # created or migrated already: every CLI start skips the DDL
-                self._create_or_migrate()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def _create_or_migrate(self) -> None:
-        """The DDL in one write transaction, the version checked again inside it: two connections
-        opening a fresh or old database at once (the CLI and its Slack thread, two workers) must
-        not both add the same column."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._migrate()
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-
-    def _migrate(self) -> None:
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        for name in _OLD_INDEXES:
-            self._db.execute(f"DROP INDEX IF EXISTS {name}")
-        self._db.execute(_LOCK_INDEX)
 
     def close(self) -> None:
         self._db.close()
@@ -326,14 +170,8 @@ class Timeline:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, db.write(self._db) as conn:
+            yield conn
 
     # incidents -------------------------------------------------------------------------------
 

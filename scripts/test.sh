@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESPONDER_WITH_BROWSER=1 bash scripts/prepare-host.sh
-echo "== ruff"; .venv/bin/ruff check responder tests bench
+echo "== ruff"; .venv/bin/ruff check responder tests bench runbooks
+.venv/bin/ruff format --check responder tests bench runbooks
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -11,25 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
-import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from responder import db
 from responder.errors import Unavailable
 from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
-from responder.intake.routing import Route
+from responder.intake.records import (
+    Decision,
+    Intake,
+    QueuedAlert,
+    Seen,
+    bounded_document,
+    dump,
+    queued_alert,
+)
 from responder.locks import lock_key
-from responder.timeline import Event, Redactor, Timeline, insert_event
+from responder.timeline import Event, Redactor, insert_event
 from responder.vocabulary import UNATTENDED_SQL, EventKind
 
 DEFAULT_WINDOW = 600
@@ -39,60 +44,6 @@ REPEAT_FLUSH = 0.2  # seconds before counted repeats are written
 
 class StoreUnavailable(Unavailable):
     """The database could not take the alert now (busy, locked, disk full): the sender retries."""
-
-
-@dataclass(frozen=True)
-class Intake:
-    """An alert with its routing decided (in the request handler, outside the write lock)."""
-
-    alert: Alert
-    route: Route | None
-    params: dict[str, Any] | None = None
-    limit: str | None = None
-    rejected: str | None = None
-    no_action: str | None = None
-    no_action_code: str | None = None  # a metrics label: why nothing is done (host_event, ...)
-
-
-@dataclass(frozen=True)
-class Decision:
-    result: str  # queued | duplicate | resolved | unmatched | rejected | no_action
-    alert_id: int
-    dedup_key: str
-    incident_id: str | None = None
-    playbook: str | None = None
-    reason: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"result": self.result, "alert_id": self.alert_id, "dedup_key": self.dedup_key}
-        for key in ("incident_id", "playbook", "reason"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        return out
-
-
-@dataclass
-class _Seen:
-    """A committed alert identity, for answering its repeats without a database round trip."""
-
-    alert_id: int
-    window: float | None  # windowed dedup (Falco): repeats extend the window
-    expires_at: float | None
-
-
-@dataclass(frozen=True)
-class QueuedAlert:
-    id: int
-    source: str
-    name: str
-    dedup_key: str
-    playbook: str
-    playbook_path: str
-    params: dict[str, Any]
-    host_limit: str | None
-    lock_key: str | None
-    repeats: int
-    summary: dict[str, Any]
 
 
 class AlertStore:
@@ -106,7 +57,7 @@ class AlertStore:
         max_batch: int = 512,
         busy_timeout: float = 5.0,
     ) -> None:
-        Timeline(path).close()  # schema and migrations
+        db.open_database(path).close()  # schema and migrations
         self.path = path
         self.inventory = inventory
         self.on_queued = on_queued
@@ -126,7 +77,7 @@ class AlertStore:
         self._loop_db: sqlite3.Connection | None = None
         self._loop_pending: list[tuple[Sequence[Intake], asyncio.Future[list[Decision]]]] = []
         self._loop_scheduled = False
-        self._recent: dict[tuple[str, str], _Seen] = {}
+        self._recent: dict[tuple[str, str], Seen] = {}
         self._repeats: dict[int, tuple[int, str, float | None]] = {}  # id -> (count, last seen, expires)
         self._memory_lock = threading.Lock()
         self._repeat_flush_scheduled = False
@@ -134,12 +85,7 @@ class AlertStore:
         self._thread.start()
 
     def _connect(self, busy_timeout: float | None = None) -> sqlite3.Connection:
-        wait = self.busy_timeout if busy_timeout is None else busy_timeout
-        db = sqlite3.connect(self.path, timeout=wait, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
-        db.execute("PRAGMA synchronous=FULL")
-        return db
+        return db.connect(self.path, self.busy_timeout if busy_timeout is None else busy_timeout)
 
     # intake -----------------------------------------------------------------------------------
 
@@ -169,7 +115,7 @@ class AlertStore:
         alert it repeats is on disk), so its count is kept in memory and written within
         REPEAT_FLUSH seconds, with one timeline event per alert rather than one per delivery."""
         now = time.time()
-        found: list[_Seen] = []
+        found: list[Seen] = []
         with self._memory_lock:
             for alert in alerts:
                 seen = self._recent.get((alert.dedup_key, alert.status))
@@ -219,15 +165,15 @@ class AlertStore:
         try:
             results = self._transaction(self._loop_db, [intakes for intakes, _ in batch])
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc) and time.monotonic() < deadline:
+            if db.is_busy(exc) and time.monotonic() < deadline:
                 loop.call_later(0.01, self._loop_attempt, loop, batch, deadline)
                 return
-            _settle_in_loop([(future, StoreUnavailable(str(exc))) for _, future in batch])
+            _settle([(future, StoreUnavailable(str(exc))) for _, future in batch])
             return
         except Exception as exc:
-            _settle_in_loop([(future, exc) for _, future in batch])
+            _settle([(future, exc) for _, future in batch])
             return
-        _settle_in_loop([(future, decisions) for (_, future), decisions in zip(batch, results, strict=True)])
+        _settle([(future, decisions) for (_, future), decisions in zip(batch, results, strict=True)])
 
     def close(self) -> None:
         self._pending.put(None)
@@ -268,7 +214,7 @@ class AlertStore:
             outcomes = [StoreUnavailable(str(exc)) for _ in batch]
         except Exception as exc:
             outcomes = [exc for _ in batch]
-        _settle([target for _, target in batch], outcomes)
+        _settle(list(zip([target for _, target in batch], outcomes, strict=True)))
 
     def _transaction(self, db: sqlite3.Connection, batch: list[Sequence[Intake]]) -> list[list[Decision]]:
         """Decide and record a group of requests' alerts in one FULL commit (with the repeats
@@ -306,7 +252,7 @@ class AlertStore:
                 for intake, decision in zip(intakes, decisions, strict=True):
                     alert = intake.alert
                     window = float(intake.route.window if intake.route else DEFAULT_WINDOW)
-                    self._recent[(alert.dedup_key, alert.status)] = _Seen(
+                    self._recent[(alert.dedup_key, alert.status)] = Seen(
                         decision.alert_id,
                         window if alert.windowed else None,
                         now + window if alert.windowed else None,
@@ -438,12 +384,12 @@ class AlertStore:
                 reason,
                 playbook.name if playbook else (intake.route.playbook.name if intake.route else None),
                 str(playbook.source) if playbook else None,
-                _dump(intake.params) if intake.params is not None else None,
+                dump(intake.params) if intake.params is not None else None,
                 intake.limit,
                 lock,
                 incident_id,
                 # A queued alert's worker reads its whole document; the rest are kept for the record.
-                _dump(alert.document) if state == "queued" else bounded_document(alert.document),
+                dump(alert.document) if state == "queued" else bounded_document(alert.document),
             ),
         )
         assert cursor.lastrowid is not None
@@ -538,20 +484,8 @@ class AlertStore:
             self._reader.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
 
 
-def _settle(futures: list[Future[list[Decision]]], outcomes: list[list[Decision] | BaseException]) -> None:
-    for future, outcome in zip(futures, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
-
-
-def _settle_in_loop(pairs: list[tuple[asyncio.Future[list[Decision]], Any]]) -> None:
+def _settle(pairs: Sequence[tuple[Future[list[Decision]] | asyncio.Future[list[Decision]], Any]]) -> None:
+    """Hand each waiting request its decisions (or the error); one that gave up is skipped."""
     for future, outcome in pairs:
         if future.done():
             continue  # the request gave up (timeout, client gone)
@@ -559,104 +493,3 @@ def _settle_in_loop(pairs: list[tuple[asyncio.Future[list[Decision]], Any]]) -> 
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
-
-
-def queued_alert(row: sqlite3.Row) -> QueuedAlert:
-    return QueuedAlert(
-        id=row["id"],
-        source=row["source"],
-        name=row["name"],
-        dedup_key=row["dedup_key"],
-        playbook=row["playbook"] or "",
-        playbook_path=row["playbook_path"] or "",
-        params=json.loads(row["params"] or "{}"),
-        host_limit=row["host_limit"],
-        lock_key=row["lock_key"],
-        repeats=row["repeats"],
-        summary={
-            "alert_id": row["id"],
-            "source": row["source"],
-            "name": row["name"],
-            "host": row["host"],
-            "container": row["container"],
-            "dedup_key": row["dedup_key"],
-            "received_at": row["received_at"],
-        },
-    )
-
-
-def load_alert(path: Path, alert_id: int) -> QueuedAlert:
-    """For the worker process: read its alert without starting a writer thread."""
-    db = sqlite3.connect(path, timeout=5.0)
-    db.row_factory = sqlite3.Row
-    try:
-        row = db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
-    finally:
-        db.close()
-    if row is None:
-        raise KeyError(alert_id)
-    return queued_alert(row)
-
-
-def _dump(value: Any) -> str:
-    # allow_nan=False: what is stored is JSON, always (Python would otherwise write Infinity).
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
-
-
-DOCUMENT_KEEP = 16 * 1024  # bytes of an unmatched/rejected alert's document kept whole
-_KEEP_TEXT = 512  # characters kept of each string in a document that is over DOCUMENT_KEEP
-_KEEP_ITEMS = 64  # entries kept of each object or array in such a document
-
-
-def bounded_document(document: Any) -> str:
-    """An alert document for the ledger, at most about DOCUMENT_KEEP bytes.
-
-    Unmatched, rejected and no-action alerts are kept for investigators, not run: anyone who can
-    reach the webhook could otherwise store a megabyte per alert, indefinitely. A document over
-    the limit keeps its shape (the first entries of each object and array, the start of each
-    string), and the SHA-256 and size of the whole, so a copy found elsewhere can be matched."""
-    text = _dump(document)
-    size = len(text.encode("utf-8"))
-    if size <= DOCUMENT_KEEP:
-        return text
-    kept = _trim(document, _KEEP_TEXT, _KEEP_ITEMS)
-    while True:
-        out = _dump(
-            {
-                "_responder_trimmed": {
-                    "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    "bytes": size,
-                    "note": "document over the stored size; shape and string starts kept",
-                },
-                "kept": kept,
-            }
-        )
-        if len(out.encode("utf-8")) <= DOCUMENT_KEEP or kept is None:
-            return out
-        kept = None  # still too wide: keep only the hash and the size
-
-
-def _trim(value: Any, text: int, items: int) -> Any:
-    if isinstance(value, str):
-        return value if len(value) <= text else value[:text] + f"...[{len(value) - text} more characters]"
-    if isinstance(value, dict):
-        out = {str(k)[:text]: _trim(v, text, items) for k, v in list(value.items())[:items]}
-        if len(value) > items:
-            out["_responder_more_keys"] = len(value) - items
-        return out
-    if isinstance(value, list):
-        trimmed = [_trim(v, text, items) for v in value[:items]]
-        return trimmed + ([f"...[{len(value) - items} more items]"] if len(value) > items else [])
-    return value
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from responder import strict_yaml
 from responder.catalog import Catalog, check_arguments
 from responder.errors import PlaybookError, Problem
-from responder.playbook import strict_yaml, templating
+from responder.playbook import templating
 from responder.playbook.model import (
     IDENT,
     JSON_POINTER,
@@ -31,7 +32,8 @@ from responder.playbook.model import (
     Severity,
     Step,
 )
-from responder.playbook.strict_yaml import Document, Path_
+from responder.playbook.param_values import ParamValueError, coerce
+from responder.strict_yaml import Document, Path_
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -180,8 +182,6 @@ class _Validator:
                 secret=secret,
             )
             if "default" in body and spec.default is not None:
-                from responder.params import ParamValueError, coerce
-
                 try:
                     coerce(spec, spec.default)
                 except ParamValueError as exc:

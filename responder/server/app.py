@@ -26,8 +26,9 @@ from aiohttp import web
 from responder.catalog import Catalog
 from responder.errors import InputError, StateError, UsageError
 from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, alertmanager_warnings, decode
+from responder.intake.records import Intake
 from responder.intake.routing import RejectedInput, Router
-from responder.intake.store import AlertStore, Intake, StoreUnavailable
+from responder.intake.store import AlertStore, StoreUnavailable
 from responder.outcomes import tally_mapping
 from responder.playbook.model import AlertSource
 from responder.server.auth import Auth, Verdict

@@ -50,7 +50,7 @@ def run(job: dict[str, Any]) -> int:
         from pathlib import Path
 
         from responder.catalog import load_catalog
-        from responder.intake.store import load_alert
+        from responder.intake.records import load_alert
         from responder.playbook.parse import load_playbook
 
         alert = load_alert(settings.database, int(job["alert_id"]))

@@ -17,13 +17,13 @@ from aiohttp import web
 from responder.catalog import Catalog
 from responder.errors import ConfigError, PlaybookError
 from responder.intake.routing import Router
-from responder.intake.store import AlertStore, pid_alive
+from responder.intake.store import AlertStore
 from responder.playbook.model import Playbook
 from responder.server import logline
 from responder.server.app import ServerState, build_app
 from responder.server.auth import Auth, is_loopback, scrubbed_environment
 from responder.server.metrics import Metrics
-from responder.server.workers import WorkerPool
+from responder.server.workers import WorkerPool, pid_alive
 from responder.settings import Settings
 from responder.timeline import Timeline
 

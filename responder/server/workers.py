@@ -209,3 +209,15 @@ def die_with_parent() -> None:
         pass
     if os.getppid() != int(parent):
         raise SystemExit(130)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -9,10 +9,11 @@ outside the destination directory.
 
 from __future__ import absolute_import, division, print_function
 
+import contextlib
 import fcntl
 import os
-import stat
 import re
+import stat
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
@@ -41,10 +42,8 @@ def _sync_range(fd, offset, length, flags):
 
 def _drop(fd, offset, length):
     if hasattr(os, "posix_fadvise"):
-        try:
+        with contextlib.suppress(OSError):
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass
 
 
 def _copy_range(source, target, offset, count):
@@ -93,10 +92,8 @@ def private_host_dir(dest):
     parent = os.path.dirname(dest)
     if os.path.islink(parent) or not os.path.isdir(parent):
         raise AnsibleError("refusing to fetch into %s: %s is not a real directory" % (dest, parent))
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(dest, 0o700)
-    except FileExistsError:
-        pass
     info = os.lstat(dest)
     if stat.S_ISLNK(info.st_mode):
         raise AnsibleError("refusing to fetch into %s: it is a symbolic link" % dest)

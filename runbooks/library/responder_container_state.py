@@ -20,8 +20,10 @@ from ansible.module_utils.responder_docker import Docker, DockerError, claim_for
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(container=dict(type="str", required=True),
-                           state=dict(type="str", required=True, choices=["paused", "running"])),
+        argument_spec=dict(
+            container=dict(type="str", required=True),
+            state=dict(type="str", required=True, choices=["paused", "running"]),
+        ),
         supports_check_mode=True,
     )
     docker = Docker()
@@ -47,8 +49,11 @@ def main():
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
     if paused != want_paused:
-        module.fail_json(msg="container %s is %spaused after the change" % (cid[:12], "" if paused else "not "),
-                         reason="verification_failed", output=output)
+        module.fail_json(
+            msg="container %s is %spaused after the change" % (cid[:12], "" if paused else "not "),
+            reason="verification_failed",
+            output=output,
+        )
     module.exit_json(changed=change, output=output, ansible_facts={"responder_output": output})
 
 

@@ -175,10 +175,13 @@ class Docker(object):
             response = conn.getresponse()
             data = response.read()
         except socket.timeout:
-            raise DockerError("docker API did not answer %s %s within %gs" % (method, path, timeout),
-                              "docker_timeout")
+            raise DockerError(
+                "docker API did not answer %s %s within %gs" % (method, path, timeout), "docker_timeout"
+            )
         except (OSError, IOError, HTTPException) as exc:  # refused, reset, or cut off mid-answer
-            raise DockerError("docker unavailable: %s" % (exc or exc.__class__.__name__), "docker_unavailable")
+            raise DockerError(
+                "docker unavailable: %s" % (exc or exc.__class__.__name__), "docker_unavailable"
+            )
         finally:
             conn.close()
         if response.status >= 300 and response.status != 304:
@@ -203,18 +206,21 @@ class Docker(object):
                 raise DockerError("docker API GET %s: %s" % (path, _api_message(response.read())))
         except socket.timeout:
             conn.close()
-            raise DockerError("docker API did not answer GET %s within %gs" % (path, inactivity_timeout),
-                              "docker_timeout")
+            raise DockerError(
+                "docker API did not answer GET %s within %gs" % (path, inactivity_timeout), "docker_timeout"
+            )
         except (OSError, IOError, HTTPException) as exc:
             conn.close()
-            raise DockerError("docker unavailable: %s" % (exc or exc.__class__.__name__), "docker_unavailable")
+            raise DockerError(
+                "docker unavailable: %s" % (exc or exc.__class__.__name__), "docker_unavailable"
+            )
         except BaseException:
             conn.close()
             raise
         return conn, response
 
     def run(self, args, timeout=None):
-        argv = [self.binary] + list(args)
+        argv = [self.binary, *list(args)]
         try:
             proc = subprocess.run(
                 argv,
@@ -254,12 +260,20 @@ class Docker(object):
         try:
             if self.use_api:
                 server = self.api_get("/version")
-                return {"client": None, "server": server.get("Version"), "api": server.get("ApiVersion"),
-                        "via": "Engine API on %s" % self.SOCKET}
+                return {
+                    "client": None,
+                    "server": server.get("Version"),
+                    "api": server.get("ApiVersion"),
+                    "via": "Engine API on %s" % self.SOCKET,
+                }
             data = json.loads(self.run(["version", "--format", "{{json .}}"]))
             server = data.get("Server") or {}
-            return {"client": (data.get("Client") or {}).get("Version"), "server": server.get("Version"),
-                    "api": server.get("ApiVersion"), "via": "docker CLI"}
+            return {
+                "client": (data.get("Client") or {}).get("Version"),
+                "server": server.get("Version"),
+                "api": server.get("ApiVersion"),
+                "via": "docker CLI",
+            }
         except (DockerError, ValueError, AttributeError):
             return {}
 
@@ -295,8 +309,11 @@ class Docker(object):
 
     def disconnect(self, network, cid):
         if self.use_api:
-            self.api("POST", "/networks/%s/disconnect" % quote(network, safe=""),
-                     body={"Container": cid, "Force": False})
+            self.api(
+                "POST",
+                "/networks/%s/disconnect" % quote(network, safe=""),
+                body={"Container": cid, "Force": False},
+            )
         else:
             self.run(["network", "disconnect", "--", network, cid])
 
@@ -307,8 +324,11 @@ class Docker(object):
             ipam = dict((k, v) for k, v in (("IPv4Address", ipv4), ("IPv6Address", ipv6)) if v)
             if ipam:
                 endpoint["IPAMConfig"] = ipam
-            self.api("POST", "/networks/%s/connect" % quote(network, safe=""),
-                     body={"Container": cid, "EndpointConfig": endpoint})
+            self.api(
+                "POST",
+                "/networks/%s/connect" % quote(network, safe=""),
+                body={"Container": cid, "EndpointConfig": endpoint},
+            )
             return
         args = ["network", "connect"]
         for alias in aliases:
@@ -316,20 +336,25 @@ class Docker(object):
         for flag, value in (("--ip", ipv4), ("--ip6", ipv6)):
             if value:
                 args += [flag, value]
-        self.run(args + ["--", network, cid])
+        self.run([*args, "--", network, cid])
 
     def disable_restart(self, cid):
         """Restart policy `no`, so neither the policy nor a daemon restart brings it back."""
         if self.use_api:
-            self.api("POST", "/containers/%s/update" % quote(cid, safe=""), body={"RestartPolicy": {"Name": "no"}})
+            self.api(
+                "POST", "/containers/%s/update" % quote(cid, safe=""), body={"RestartPolicy": {"Name": "no"}}
+            )
         else:
             self.run(["update", "--restart=no", "--", cid])
 
     def stop(self, cid, seconds):
         """SIGTERM, then SIGKILL after `seconds`; returns once the container has exited."""
         if self.use_api:
-            self.api("POST", "/containers/%s/stop?t=%d" % (quote(cid, safe=""), int(seconds)),
-                     timeout=seconds + self.timeout)
+            self.api(
+                "POST",
+                "/containers/%s/stop?t=%d" % (quote(cid, safe=""), int(seconds)),
+                timeout=seconds + self.timeout,
+            )
         else:
             self.run(["stop", "-t", str(int(seconds)), "--", cid], timeout=seconds + self.timeout)
 
@@ -410,7 +435,9 @@ def claim_container(root, cid, incident, open_incidents, since, check_mode=False
             temp = "%s.%d.tmp" % (cid, os.getpid())
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=lock)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(json.dumps({"incident": incident, "since": utc_now(), "previous": holder}).encode())
+                handle.write(
+                    json.dumps({"incident": incident, "since": utc_now(), "previous": holder}).encode()
+                )
                 handle.flush()
                 os.fsync(handle.fileno())
             os.rename(temp, cid, src_dir_fd=lock, dst_dir_fd=lock)
@@ -434,18 +461,22 @@ def claim_for_run(module, data):
     try:
         holder, previous = claim_container(root, cid, incident, open_incidents, since, module.check_mode)
     except DockerError as exc:
-        module.fail_json(msg="could not claim container %s for %s: %s" % (cid[:12], incident, exc),
-                         reason=exc.reason)
+        module.fail_json(
+            msg="could not claim container %s for %s: %s" % (cid[:12], incident, exc), reason=exc.reason
+        )
     except OSError as exc:
-        module.fail_json(msg="could not claim container %s for %s: %s" % (cid[:12], incident, exc),
-                         reason="claim_failed")
+        module.fail_json(
+            msg="could not claim container %s for %s: %s" % (cid[:12], incident, exc), reason="claim_failed"
+        )
     if holder is not None:
         name = (data.get("Name") or "").lstrip("/")
         module.fail_json(
             msg="container %s (%s) is already being handled by incident %s; nothing was changed"
             % (cid[:12], name, holder),
-            reason="container_held", held_by=holder,
-            output={"container_id": cid, "container_name": name, "held_by": holder})
+            reason="container_held",
+            held_by=holder,
+            output={"container_id": cid, "container_name": name, "held_by": holder},
+        )
     return previous
 
 
@@ -506,7 +537,8 @@ def _open_private(name, dir_fd, path):
         if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and os.path.islink(path)):
             raise UnsafePath(
                 "%s is a symbolic link (to %r): evidence is written only into real directories responder "
-                "owns; remove the link or set host_evidence_root elsewhere" % (path, os.readlink(path)))
+                "owns; remove the link or set host_evidence_root elsewhere" % (path, os.readlink(path))
+            )
         raise UnsafePath("%s: cannot open as a directory: %s" % (path, exc.strerror))
     info = os.fstat(fd)
     problem = None
@@ -536,19 +568,15 @@ def private_dir(root, *names):
         parent = os.path.dirname(root)
         if not os.path.isdir(parent):
             os.makedirs(parent, 0o700)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(root, 0o700)
-        except FileExistsError:
-            pass
     fd = _open_private(root, None, root)
     path = root
     try:
         for name in names:
             path = os.path.join(path, name)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o700, dir_fd=fd)
-            except FileExistsError:
-                pass
             child = _open_private(name, fd, path)
             os.close(fd)
             fd = child
@@ -658,10 +686,8 @@ def _sync_range(fd, offset, length, flags):
 def _drop_cached(fd, offset, length):
     """Forget written pages (they must be on disk already, or the kernel keeps them)."""
     if hasattr(os, "posix_fadvise"):
-        try:
+        with contextlib.suppress(OSError):
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass
 
 
 class EvidenceWriter(object):
@@ -742,8 +768,9 @@ def _evidence_being_written(directory, name):
         yield writer
     except OSError as exc:
         writer.abort()
-        raise OSError(exc.errno, "%s after %d bytes of %s (partial file removed)" % (
-            exc.strerror, writer.size, name))
+        raise OSError(
+            exc.errno, "%s after %d bytes of %s (partial file removed)" % (exc.strerror, writer.size, name)
+        )
     except BaseException:
         writer.abort()
         raise
@@ -786,8 +813,8 @@ class _Demultiplexer(object):
             size = int.from_bytes(bytes(self.pending[4:8]), "big")
             if len(self.pending) < 8 + size:
                 break
-            out += self.pending[8:8 + size]
-            del self.pending[:8 + size]
+            out += self.pending[8 : 8 + size]
+            del self.pending[: 8 + size]
         return bytes(out)
 
     def close(self, path, size):
@@ -810,11 +837,15 @@ def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=Non
                 try:
                     count = response.readinto(buffer)
                 except socket.timeout:
-                    raise DockerError("docker API GET %s stalled: no data for %gs" % (path, inactivity_timeout),
-                                      "docker_timeout")
+                    raise DockerError(
+                        "docker API GET %s stalled: no data for %gs" % (path, inactivity_timeout),
+                        "docker_timeout",
+                    )
                 except HTTPException as exc:  # dockerd closed the stream early: container gone, daemon died
-                    raise DockerError("docker API GET %s cut short after %d bytes (%s)" % (
-                        path, received, exc.__class__.__name__))
+                    raise DockerError(
+                        "docker API GET %s cut short after %d bytes (%s)"
+                        % (path, received, exc.__class__.__name__)
+                    )
                 if not count:
                     break
                 received += count
@@ -831,11 +862,21 @@ def stream_api_to_evidence(docker, path, directory, name, inactivity_timeout=Non
 # file extension of what it returns), or the docker CLI command when the API is not in use.
 _TOP_ARGS = "pid,ppid,user,lstart,args"
 _SOURCES = {
-    "processes": ("/containers/{cid}/top?ps_args=-eo%20pid%2Cppid%2Cuser%2Clstart%2Cargs", "json",
-                  ["top", "{cid}", "-eo", _TOP_ARGS], "txt", "docker top -eo " + _TOP_ARGS),
+    "processes": (
+        "/containers/{cid}/top?ps_args=-eo%20pid%2Cppid%2Cuser%2Clstart%2Cargs",
+        "json",
+        ["top", "{cid}", "-eo", _TOP_ARGS],
+        "txt",
+        "docker top -eo " + _TOP_ARGS,
+    ),
     "diff": ("/containers/{cid}/changes", "json", ["diff", "{cid}"], "txt", "docker diff"),
-    "logs": ("/containers/{cid}/logs?stdout=1&stderr=1&timestamps=1", "txt", ["logs", "--timestamps", "--", "{cid}"],
-             "txt", "docker logs --timestamps (stdout+stderr)"),
+    "logs": (
+        "/containers/{cid}/logs?stdout=1&stderr=1&timestamps=1",
+        "txt",
+        ["logs", "--timestamps", "--", "{cid}"],
+        "txt",
+        "docker logs --timestamps (stdout+stderr)",
+    ),
 }
 
 
@@ -847,8 +888,13 @@ def collect_to_evidence(docker, kind, cid, directory, prefix, tty=False):
     the logs come unframed (a container started with -t)."""
     path, api_ext, argv, cli_ext, what = _SOURCES[kind]
     if docker.use_api:
-        item = stream_api_to_evidence(docker, path.replace("{cid}", quote(cid, safe="")), directory,
-                                      "%s-%s.%s" % (prefix, kind, api_ext), demultiplex=(kind == "logs" and not tty))
+        item = stream_api_to_evidence(
+            docker,
+            path.replace("{cid}", quote(cid, safe="")),
+            directory,
+            "%s-%s.%s" % (prefix, kind, api_ext),
+            demultiplex=(kind == "logs" and not tty),
+        )
         item["method"] = "%s, via Engine API GET %s" % (what, path.split("?")[0].replace("{cid}", "ID"))
     else:
         argv = [docker.binary] + [cid if arg == "{cid}" else arg for arg in argv]
@@ -882,16 +928,28 @@ def capture_logs(docker, directory, cid, prefix, versions, tty=False, note=""):
         if "does not support reading" in str(exc):
             raise LogsUnreadable(str(exc))
         raise
-    logs.update(kind="logs", method=logs["method"] + note, started_at=started, collected_at=utc_now(),
-                container_id=cid, tool_versions=versions)
+    logs.update(
+        kind="logs",
+        method=logs["method"] + note,
+        started_at=started,
+        collected_at=utc_now(),
+        container_id=cid,
+        tool_versions=versions,
+    )
     return logs
 
 
 def capture_inspect(docker, directory, cid, prefix, versions, note=""):
     started = utc_now()
     inspect = bytes_to_evidence(docker.inspect_raw(cid), directory, prefix + "-inspect.json")
-    inspect.update(kind="inspect", method="docker inspect" + (", via Engine API" if docker.use_api else "") + note,
-                   started_at=started, collected_at=utc_now(), container_id=cid, tool_versions=versions)
+    inspect.update(
+        kind="inspect",
+        method="docker inspect" + (", via Engine API" if docker.use_api else "") + note,
+        started_at=started,
+        collected_at=utc_now(),
+        container_id=cid,
+        tool_versions=versions,
+    )
     return inspect
 
 
@@ -905,7 +963,8 @@ def capture_logs_and_inspect(docker, directory, cid, log_driver, warnings, tty=F
         evidence.append(capture_logs(docker, directory, cid, prefix, versions, tty=tty, note=note))
     except LogsUnreadable:
         warnings.append(
-            "no logs captured: log driver %s keeps nothing docker can read back%s" % (
-                log_driver, "" if log_driver == "none" else "; collect them where that driver sends them"))
+            "no logs captured: log driver %s keeps nothing docker can read back%s"
+            % (log_driver, "" if log_driver == "none" else "; collect them where that driver sends them")
+        )
     evidence.append(capture_inspect(docker, directory, cid, prefix, versions, note=note))
     return evidence

@@ -16,8 +16,9 @@ import pytest
 
 from responder.catalog import load_catalog
 from responder.intake import alerts as alerts_mod
+from responder.intake.records import Intake
 from responder.intake.routing import Router
-from responder.intake.store import AlertStore, Intake, StoreUnavailable
+from responder.intake.store import AlertStore, StoreUnavailable
 from responder.playbook.parse import load_playbook
 from responder.settings import shipped_dir
 from responder.timeline import AlertClaimLost, ContainerBusy, Incident, Timeline

@@ -242,8 +242,9 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
     event and hands it to the notifier; the reply says containment stays."""
     from responder.catalog import load_catalog
     from responder.intake import alerts as alerts_mod
+    from responder.intake.records import Intake
     from responder.intake.routing import Router
-    from responder.intake.store import AlertStore, Intake
+    from responder.intake.store import AlertStore
     from responder.playbook.parse import load_playbook
     from responder.settings import shipped_dir
     from tests.conftest import FIXTURES

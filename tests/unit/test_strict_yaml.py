@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from responder.playbook.strict_yaml import load
+from responder.strict_yaml import load
 
 
 def data(text: str):

@@ -99,7 +99,7 @@ def test_step_ledger_keeps_outputs(tmp_path: Path) -> None:
 def test_a_database_from_before_the_webhook_is_migrated(tmp_path: Path) -> None:
     import sqlite3
 
-    from responder.timeline import SCHEMA_VERSION
+    from responder.db import SCHEMA_VERSION
 
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)

@@ -17,7 +17,7 @@ options:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.responder_docker import Docker, DockerError, summary, claim_for_run
+from ansible.module_utils.responder_docker import Docker, DockerError, claim_for_run, summary
 
 
 def network_record(name, cfg):
@@ -51,7 +51,7 @@ def refuse_shared_namespace(docker, data):
             "(iptables -m cgroup in OUTPUT)." % (name, data["Id"][:12])
         )
     if mode.startswith("container:"):
-        owner_ref = mode[len("container:"):]
+        owner_ref = mode[len("container:") :]
         try:
             owner = docker.inspect(owner_ref)
             owner_text = "%s (%s)" % ((owner.get("Name") or "").lstrip("/"), owner["Id"])
@@ -126,8 +126,11 @@ def main():
     try:
         after = docker.inspect(cid)
     except DockerError as exc:
-        module.fail_json(msg="isolation not verified: %s" % exc, reason=exc.reason,
-                         output=dict(output, disconnected=disconnected))
+        module.fail_json(
+            msg="isolation not verified: %s" % exc,
+            reason=exc.reason,
+            output=dict(output, disconnected=disconnected),
+        )
     left = sorted(((after.get("NetworkSettings") or {}).get("Networks") or {}).keys())
     # NetworkSettings.Ports is what `docker port` prints, recomputed by the daemon on disconnect.
     ports_after = published(after)

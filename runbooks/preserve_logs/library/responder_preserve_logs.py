@@ -17,14 +17,15 @@ options:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
-    claim_for_run,
     Docker,
     DockerError,
     capture_logs_and_inspect,
+    claim_for_run,
     evidence_dir,
     exit_cleanly_on_termination,
     summary,
 )
+
 
 def main():
     module = AnsibleModule(
@@ -49,19 +50,30 @@ def main():
         output["claimed_from"] = claimed_from
     if module.check_mode:
         output["would_change"] = "write logs and inspect JSON of %s to %s/%s" % (
-            cid[:12], module.params["evidence_root"], module.params["incident"])
+            cid[:12],
+            module.params["evidence_root"],
+            module.params["incident"],
+        )
         output["evidence"] = []
         module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
     try:
         warnings = output.setdefault("warnings", [])
         directory = evidence_dir(module.params["evidence_root"], module.params["incident"], warnings)
-        evidence = capture_logs_and_inspect(docker, directory, cid, facts["log_driver"], warnings,
-                                            tty=bool((data.get("Config") or {}).get("Tty")))
+        evidence = capture_logs_and_inspect(
+            docker,
+            directory,
+            cid,
+            facts["log_driver"],
+            warnings,
+            tty=bool((data.get("Config") or {}).get("Tty")),
+        )
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason, output=output)
     except OSError as exc:
-        module.fail_json(msg="writing evidence failed: %s" % exc, reason="evidence_write_failed", output=output)
+        module.fail_json(
+            msg="writing evidence failed: %s" % exc, reason="evidence_write_failed", output=output
+        )
 
     output["evidence"] = evidence
     module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})

@@ -43,8 +43,10 @@ def checked(record):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(container=dict(type="str", required=True),
-                           networks=dict(type="list", elements="dict", required=True)),
+        argument_spec=dict(
+            container=dict(type="str", required=True),
+            networks=dict(type="list", elements="dict", required=True),
+        ),
         supports_check_mode=True,
     )
     docker = Docker()
@@ -74,12 +76,15 @@ def main():
                 docker.connect(name, cid, aliases)
             except DockerError as exc2:
                 module.fail_json(msg="reconnecting %s failed: %s" % (name, exc2), output=output)
-            output["reconnected"].append({"name": name, "addresses": {}, "same_address": False,
-                                          "note": "address not kept: %s" % exc})
+            output["reconnected"].append(
+                {"name": name, "addresses": {}, "same_address": False, "note": "address not kept: %s" % exc}
+            )
     after = set(((docker.inspect(cid).get("NetworkSettings") or {}).get("Networks") or {}).keys())
     missing = sorted({n for n, _, _ in plan} - after)
     if missing:
-        module.fail_json(msg="not reconnected: %s" % ", ".join(missing), reason="verification_failed", output=output)
+        module.fail_json(
+            msg="not reconnected: %s" % ", ".join(missing), reason="verification_failed", output=output
+        )
     module.exit_json(changed=bool(todo), output=output, ansible_facts={"responder_output": output})
 
 

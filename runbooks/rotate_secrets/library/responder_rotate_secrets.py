@@ -48,8 +48,14 @@ def new_value(length):
 
 def run_with_stdin(argv, value, timeout=120):
     """argv, no shell; the value only ever travels on stdin."""
-    proc = subprocess.run(argv, input=value.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        argv,
+        input=value.encode("utf-8"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        check=False,
+    )
     return proc.returncode, proc.stderr.decode("utf-8", "replace")
 
 
@@ -58,11 +64,13 @@ def services_using(docker, secret_id):
     ids = docker.run(["service", "ls", "-q"]).split()
     if not ids:
         return users
-    for service in json.loads(docker.run(["service", "inspect", "--"] + ids)):
+    for service in json.loads(docker.run(["service", "inspect", "--", *ids])):
         spec = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
         for ref in spec.get("Secrets") or []:
             if ref.get("SecretID") == secret_id:
-                users.append({"service": service["ID"], "name": (service.get("Spec") or {}).get("Name"), "ref": ref})
+                users.append(
+                    {"service": service["ID"], "name": (service.get("Spec") or {}).get("Name"), "ref": ref}
+                )
     return users
 
 
@@ -76,52 +84,108 @@ def rotate_swarm(docker, names, length, incident):
         # A retried step (the daemon dropped, a service update timed out) finds the version this
         # incident already created from this secret, and finishes moving services onto it rather
         # than leaving that one behind and making another.
-        made_here = docker.run(["secret", "ls", "--filter", "label=responder.incident=%s" % incident,
-                                "--filter", "label=responder.rotated_from=%s" % name,
-                                "--format", "{{.Name}}"]).split()
-        made_here = [n for n in made_here if n.startswith(base + "_v") and n[len(base) + 2:].isdigit()]
+        made_here = docker.run(
+            [
+                "secret",
+                "ls",
+                "--filter",
+                "label=responder.incident=%s" % incident,
+                "--filter",
+                "label=responder.rotated_from=%s" % name,
+                "--format",
+                "{{.Name}}",
+            ]
+        ).split()
+        made_here = [n for n in made_here if n.startswith(base + "_v") and n[len(base) + 2 :].isdigit()]
         try:
             old = json.loads(docker.run(["secret", "inspect", "--", name]))[0]
         except DockerError as exc:
             if made_here:  # an earlier attempt got as far as removing it: nothing is left to do
-                newest = max(made_here, key=lambda n: int(n[len(base) + 2:]))
-                rotated.append({"backend": "swarm", "name": name, "new_name": newest,
-                                "version": int(newest[len(base) + 2:]), "services_updated": [],
-                                "old_removed": True, "rotated_at": utc_now(), "resumed": True})
+                newest = max(made_here, key=lambda n: int(n[len(base) + 2 :]))
+                rotated.append(
+                    {
+                        "backend": "swarm",
+                        "name": name,
+                        "new_name": newest,
+                        "version": int(newest[len(base) + 2 :]),
+                        "services_updated": [],
+                        "old_removed": True,
+                        "rotated_at": utc_now(),
+                        "resumed": True,
+                    }
+                )
                 continue
             raise DockerError("secret %s: %s" % (name, exc), "target_gone")
         if made_here:
-            new_name = max(made_here, key=lambda n: int(n[len(base) + 2:]))
-            version = int(new_name[len(base) + 2:])
+            new_name = max(made_here, key=lambda n: int(n[len(base) + 2 :]))
+            version = int(new_name[len(base) + 2 :])
         else:
             existing = set(docker.run(["secret", "ls", "--format", "{{.Name}}"]).split())
             version += 1
             while "%s_v%d" % (base, version) in existing:
                 version += 1
             new_name = "%s_v%d" % (base, version)
-            rc, err = run_with_stdin([docker.binary, "secret", "create", "--label", "responder.incident=%s" % incident,
-                                      "--label", "responder.rotated_from=%s" % name, "--", new_name, "-"],
-                                     new_value(length))
+            rc, err = run_with_stdin(
+                [
+                    docker.binary,
+                    "secret",
+                    "create",
+                    "--label",
+                    "responder.incident=%s" % incident,
+                    "--label",
+                    "responder.rotated_from=%s" % name,
+                    "--",
+                    new_name,
+                    "-",
+                ],
+                new_value(length),
+            )
             if rc != 0:
                 raise DockerError("creating %s failed: %s" % (new_name, err.strip()))
         updated = []
         for user in services_using(docker, old["ID"]):
             ref = user["ref"]
-            target = (ref.get("File") or {})
+            target = ref.get("File") or {}
             spec = "source=%s,target=%s,uid=%s,gid=%s,mode=%s" % (
-                new_name, target.get("Name", name), target.get("UID", "0"), target.get("GID", "0"),
-                oct(target.get("Mode", 0o444)).replace("0o", "0"))
+                new_name,
+                target.get("Name", name),
+                target.get("UID", "0"),
+                target.get("GID", "0"),
+                oct(target.get("Mode", 0o444)).replace("0o", "0"),
+            )
             # Each update redeploys the service's tasks: new containers with the new secret mounted.
-            docker.run(["service", "update", "--detach=false", "--quiet", "--secret-rm", name, "--secret-add", spec,
-                        "--", user["service"]], timeout=300)
+            docker.run(
+                [
+                    "service",
+                    "update",
+                    "--detach=false",
+                    "--quiet",
+                    "--secret-rm",
+                    name,
+                    "--secret-add",
+                    spec,
+                    "--",
+                    user["service"],
+                ],
+                timeout=300,
+            )
             updated.append({"service": user["name"], "target": target.get("Name", name)})
         docker.run(["secret", "rm", "--", name])
         still = services_using(docker, old["ID"])
         if still:
             raise DockerError("services still reference %s: %s" % (name, [u["name"] for u in still]))
-        rotated.append({"backend": "swarm", "name": name, "new_name": new_name, "version": version,
-                        "services_updated": updated, "old_removed": True, "rotated_at": utc_now(),
-                        "resumed": bool(made_here)})
+        rotated.append(
+            {
+                "backend": "swarm",
+                "name": name,
+                "new_name": new_name,
+                "version": version,
+                "services_updated": updated,
+                "old_removed": True,
+                "rotated_at": utc_now(),
+                "resumed": bool(made_here),
+            }
+        )
     return rotated
 
 
@@ -153,8 +217,17 @@ def rotate_files(docker, paths, consumers, length):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        rotated.append({"backend": "file", "name": path, "version": compact_utc(), "owner": info.st_uid,
-                        "group": info.st_gid, "mode": oct(info.st_mode & 0o7777), "rotated_at": utc_now()})
+        rotated.append(
+            {
+                "backend": "file",
+                "name": path,
+                "version": compact_utc(),
+                "owner": info.st_uid,
+                "group": info.st_gid,
+                "mode": oct(info.st_mode & 0o7777),
+                "rotated_at": utc_now(),
+            }
+        )
     restarted = []
     for ref in consumers:
         data = docker.resolve(ref)
@@ -172,7 +245,15 @@ def rotate_command(argv, name, length):
     if rc != 0:
         # stderr is not reported: a rotation tool may echo what it was given
         raise DockerError("rotation command %s exited %d" % (argv[0], rc), "rotation_failed")
-    return [{"backend": "command", "name": name, "version": compact_utc(), "command": argv[0], "rotated_at": utc_now()}]
+    return [
+        {
+            "backend": "command",
+            "name": name,
+            "version": compact_utc(),
+            "command": argv[0],
+            "rotated_at": utc_now(),
+        }
+    ]
 
 
 def main():
@@ -196,13 +277,17 @@ def main():
         module.fail_json(msg="length must be between 16 and 512 bytes")
     wanted = {"swarm": p["secrets"], "file": p["files"], "command": p["command"]}[p["backend"]]
     if not wanted:
-        module.fail_json(msg="backend %s needs %s" % (p["backend"], {"swarm": "secrets", "file": "files",
-                                                                     "command": "command"}[p["backend"]]))
+        module.fail_json(
+            msg="backend %s needs %s"
+            % (p["backend"], {"swarm": "secrets", "file": "files", "command": "command"}[p["backend"]])
+        )
     docker = Docker()
     output = {"backend": p["backend"], "rotated": []}
     if module.check_mode:
         output["would_change"] = "rotate %s secret(s): %s" % (
-            p["backend"], ", ".join(wanted if p["backend"] != "command" else [p["name"]]))
+            p["backend"],
+            ", ".join(wanted if p["backend"] != "command" else [p["name"]]),
+        )
         module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
     try:
         if p["backend"] == "swarm":
@@ -212,8 +297,11 @@ def main():
         else:
             output["rotated"] = rotate_command(p["command"], p["name"], p["length"])
     except (DockerError, OSError, subprocess.TimeoutExpired) as exc:
-        module.fail_json(msg="rotation incomplete: %s" % exc, reason=getattr(exc, "reason", "rotation_failed"),
-                         output=output)
+        module.fail_json(
+            msg="rotation incomplete: %s" % exc,
+            reason=getattr(exc, "reason", "rotation_failed"),
+            output=output,
+        )
     module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
 

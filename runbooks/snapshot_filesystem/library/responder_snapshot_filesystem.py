@@ -26,11 +26,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
-    claim_for_run,
     Docker,
     DockerError,
     EvidenceWriter,
     bytes_to_evidence,
+    claim_for_run,
     collect_to_evidence,
     compact_utc,
     evidence_dir,
@@ -101,8 +101,13 @@ def main():
     state = data.get("State") or {}
     claimed_from = claim_for_run(module, data)
     mounts = [
-        {"type": m.get("Type"), "name": m.get("Name"), "source": m.get("Source"), "destination": m.get("Destination"),
-         "rw": m.get("RW")}
+        {
+            "type": m.get("Type"),
+            "name": m.get("Name"),
+            "source": m.get("Source"),
+            "destination": m.get("Destination"),
+            "rw": m.get("RW"),
+        }
         for m in data.get("Mounts") or []
     ]
     output = dict(facts, mounts=mounts, evidence=[], warnings=[], paused_seconds=0.0)
@@ -115,7 +120,11 @@ def main():
         if p["include_volumes"] and mounts:
             parts.append("%d volume(s)" % len(mounts))
         output["would_change"] = "collect %s of %s into %s/%s" % (
-            ", ".join(parts), cid[:12], p["evidence_root"], p["incident"])
+            ", ".join(parts),
+            cid[:12],
+            p["evidence_root"],
+            p["incident"],
+        )
         module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
     stamp = compact_utc()
@@ -125,8 +134,14 @@ def main():
     versions = {}
 
     def record(item, kind, method, started):
-        item.update(kind=kind, method=method, started_at=started, collected_at=utc_now(), container_id=cid,
-                    tool_versions=versions)
+        item.update(
+            kind=kind,
+            method=method,
+            started_at=started,
+            collected_at=utc_now(),
+            container_id=cid,
+            tool_versions=versions,
+        )
         evidence.append(item)
 
     try:
@@ -135,8 +150,12 @@ def main():
         output["tool_versions"] = versions
 
         started = utc_now()
-        record(bytes_to_evidence(docker.inspect_raw(cid), directory, prefix + "-inspect.json"), "inspect",
-               "docker inspect" + (", via Engine API" if docker.use_api else ""), started)
+        record(
+            bytes_to_evidence(docker.inspect_raw(cid), directory, prefix + "-inspect.json"),
+            "inspect",
+            "docker inspect" + (", via Engine API" if docker.use_api else ""),
+            started,
+        )
 
         if state.get("Running"):
             started = utc_now()
@@ -147,9 +166,16 @@ def main():
                 started = utc_now()
                 try:
                     # the host's ss, run inside only the container's network namespace
-                    record(stream_command_to_evidence(
-                        [versions["nsenter"], "-t", str(pid), "-n", versions["ss"], "-tuanp"], directory,
-                        prefix + "-sockets.txt"), "sockets", "nsenter -t PID -n ss -tuanp (host binaries)", started)
+                    record(
+                        stream_command_to_evidence(
+                            [versions["nsenter"], "-t", str(pid), "-n", versions["ss"], "-tuanp"],
+                            directory,
+                            prefix + "-sockets.txt",
+                        ),
+                        "sockets",
+                        "nsenter -t PID -n ss -tuanp (host binaries)",
+                        started,
+                    )
                 except DockerError as exc:
                     output["warnings"].append("open sockets not collected: %s" % exc)
             else:
@@ -163,8 +189,12 @@ def main():
 
         started = utc_now()
         image = docker.image_inspect_raw(data.get("Image", ""))
-        record(bytes_to_evidence(image, directory, prefix + "-image.json"), "image",
-               "docker image inspect" + (", via Engine API" if docker.use_api else ""), started)
+        record(
+            bytes_to_evidence(image, directory, prefix + "-image.json"),
+            "image",
+            "docker image inspect" + (", via Engine API" if docker.use_api else ""),
+            started,
+        )
         image_data = json.loads(image.decode("utf-8"))
         image_data = image_data[0] if isinstance(image_data, list) else image_data
         output["image_digests"] = image_data.get("RepoDigests") or []
@@ -180,12 +210,14 @@ def main():
             try:
                 how = " (paused)" if paused else " (not paused)"
                 if docker.use_api:  # the same tar stream, without the CLI copying it through a pipe
-                    item = stream_api_to_evidence(docker, "/containers/%s/export" % cid, directory,
-                                                  prefix + "-rootfs.tar")
+                    item = stream_api_to_evidence(
+                        docker, "/containers/%s/export" % cid, directory, prefix + "-rootfs.tar"
+                    )
                     how += ", Engine API GET /containers/ID/export"
                 else:
-                    item = stream_command_to_evidence([docker.binary, "export", "--", cid], directory,
-                                                      prefix + "-rootfs.tar")
+                    item = stream_command_to_evidence(
+                        [docker.binary, "export", "--", cid], directory, prefix + "-rootfs.tar"
+                    )
                 record(item, "filesystem", "docker export" + how, started)
             finally:
                 if paused:
@@ -195,7 +227,9 @@ def main():
         if p["include_volumes"]:
             for index, mount in enumerate(mounts):
                 if mount["type"] not in ("volume", "bind") or not mount["source"]:
-                    output["warnings"].append("mount %s (%s) not archived" % (mount["destination"], mount["type"]))
+                    output["warnings"].append(
+                        "mount %s (%s) not archived" % (mount["destination"], mount["type"])
+                    )
                     continue
                 if not os.path.isdir(mount["source"]):
                     output["warnings"].append("mount source %s is not a directory here" % mount["source"])
@@ -207,9 +241,11 @@ def main():
     except DockerError as exc:
         module.fail_json(msg="snapshot incomplete: %s" % exc, reason=exc.reason, output=output)
     except OSError as exc:
-        module.fail_json(msg="snapshot incomplete: writing evidence failed: %s" % exc,
-                         reason="enospc" if getattr(exc, "errno", None) == 28 else "evidence_write_failed",
-                         output=output)
+        module.fail_json(
+            msg="snapshot incomplete: writing evidence failed: %s" % exc,
+            reason="enospc" if getattr(exc, "errno", None) == 28 else "evidence_write_failed",
+            output=output,
+        )
     module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
 
 

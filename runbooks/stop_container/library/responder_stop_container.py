@@ -22,10 +22,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import (
-    claim_for_run,
     Docker,
     DockerError,
     capture_logs_and_inspect,
+    claim_for_run,
     evidence_dir,
     exit_cleanly_on_termination,
     summary,
@@ -60,13 +60,21 @@ def main():
     # A paused container is Running too. One that has already exited (a retried step, or it died
     # on its own) is not stopped again: `docker kill` would fail on it.
     running = bool((data.get("State") or {}).get("Running"))
-    output = dict(facts, previous_restart_policy=facts["restart_policy"], captured_now=[], evidence=[],
-                  already_stopped=not running)
+    output = dict(
+        facts,
+        previous_restart_policy=facts["restart_policy"],
+        captured_now=[],
+        evidence=[],
+        already_stopped=not running,
+    )
     if claimed_from:
         output["claimed_from"] = claimed_from
     try:  # check mode only looks at what was captured; a real run walks (and creates) the directory
-        directory = (os.path.join(os.path.normpath(p["evidence_root"]), p["incident"]) if module.check_mode
-                     else evidence_dir(p["evidence_root"], p["incident"]))
+        directory = (
+            os.path.join(os.path.normpath(p["evidence_root"]), p["incident"])
+            if module.check_mode
+            else evidence_dir(p["evidence_root"], p["incident"])
+        )
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
     # With log driver `none` there are no logs to lose (nor to capture).
@@ -76,11 +84,16 @@ def main():
     if facts["auto_remove"] and not (have_logs and have_fs):
         module.fail_json(
             msg="container %s (%s) was started with --rm: stopping it deletes it with its logs and filesystem, and "
-                "this incident has not captured %s. Run snapshot_filesystem and preserve_logs first, or pause "
-                "and isolate it instead of stopping it."
-                % (facts["container_name"], cid[:12],
-                   " and ".join(x for x, ok in (("its filesystem", have_fs), ("its logs", have_logs)) if not ok)),
-            reason="refused_autoremove", output=output)
+            "this incident has not captured %s. Run snapshot_filesystem and preserve_logs first, or pause "
+            "and isolate it instead of stopping it."
+            % (
+                facts["container_name"],
+                cid[:12],
+                " and ".join(x for x, ok in (("its filesystem", have_fs), ("its logs", have_logs)) if not ok),
+            ),
+            reason="refused_autoremove",
+            output=output,
+        )
     if module.check_mode:
         steps = [] if have_logs else ["capture logs and inspect"]
         if facts["restart_policy"] != "no":
@@ -95,8 +108,14 @@ def main():
             warnings = output.setdefault("warnings", [])
             directory = evidence_dir(p["evidence_root"], p["incident"], warnings)
             output["evidence"] = capture_logs_and_inspect(
-                docker, directory, cid, facts["log_driver"], warnings, tty=bool((data.get("Config") or {}).get("Tty")),
-                note=", before stop")
+                docker,
+                directory,
+                cid,
+                facts["log_driver"],
+                warnings,
+                tty=bool((data.get("Config") or {}).get("Tty")),
+                note=", before stop",
+            )
             output["captured_now"] = [item["kind"] for item in output["evidence"]]
             no_logs = "logs" not in output["captured_now"]
         if facts["restart_policy"] != "no":
@@ -111,7 +130,9 @@ def main():
 
     changed = running or facts["restart_policy"] != "no" or bool(output["captured_now"])
     if facts["auto_remove"]:
-        output["verified"] = "removed by the daemon (--rm); logs and filesystem were captured in this incident"
+        output["verified"] = (
+            "removed by the daemon (--rm); logs and filesystem were captured in this incident"
+        )
         module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
     try:
         after = docker.inspect(cid)
@@ -126,10 +147,15 @@ def main():
     # `created`: it never ran, and was not started by us either
     stopped = state.get("Status") == "exited" or (not running and state.get("Status") == "created")
     if not stopped or restart != "no":
-        module.fail_json(msg="stop not verified: status %s, restart policy %s" % (state.get("Status"), restart),
-                         reason="verification_failed", output=output)
+        module.fail_json(
+            msg="stop not verified: status %s, restart policy %s" % (state.get("Status"), restart),
+            reason="verification_failed",
+            output=output,
+        )
     output["verified"] = "exists, %s, restart policy no, %s" % (
-        state.get("Status"), "no logs to read (log driver %s)" % facts["log_driver"] if no_logs else "logs readable")
+        state.get("Status"),
+        "no logs to read (log driver %s)" % facts["log_driver"] if no_logs else "logs readable",
+    )
     module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
 
 

@@ -1,0 +1,158 @@
+"""What the intake stores and hands on: an alert with its routing decided (Intake), the answer
+for each alert (Decision), a queued alert as a worker reads it (QueuedAlert), and the bounded,
+always-valid JSON of a stored alert document."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from responder.intake.alerts import Alert
+from responder.intake.routing import Route
+
+
+@dataclass(frozen=True)
+class Intake:
+    """An alert with its routing decided (in the request handler, outside the write lock)."""
+
+    alert: Alert
+    route: Route | None
+    params: dict[str, Any] | None = None
+    limit: str | None = None
+    rejected: str | None = None
+    no_action: str | None = None
+    no_action_code: str | None = None  # a metrics label: why nothing is done (host_event, ...)
+
+
+@dataclass(frozen=True)
+class Decision:
+    result: str  # queued | duplicate | resolved | unmatched | rejected | no_action
+    alert_id: int
+    dedup_key: str
+    incident_id: str | None = None
+    playbook: str | None = None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"result": self.result, "alert_id": self.alert_id, "dedup_key": self.dedup_key}
+        for key in ("incident_id", "playbook", "reason"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass(frozen=True)
+class QueuedAlert:
+    id: int
+    source: str
+    name: str
+    dedup_key: str
+    playbook: str
+    playbook_path: str
+    params: dict[str, Any]
+    host_limit: str | None
+    lock_key: str | None
+    repeats: int
+    summary: dict[str, Any]
+
+
+def queued_alert(row: sqlite3.Row) -> QueuedAlert:
+    return QueuedAlert(
+        id=row["id"],
+        source=row["source"],
+        name=row["name"],
+        dedup_key=row["dedup_key"],
+        playbook=row["playbook"] or "",
+        playbook_path=row["playbook_path"] or "",
+        params=json.loads(row["params"] or "{}"),
+        host_limit=row["host_limit"],
+        lock_key=row["lock_key"],
+        repeats=row["repeats"],
+        summary={
+            "alert_id": row["id"],
+            "source": row["source"],
+            "name": row["name"],
+            "host": row["host"],
+            "container": row["container"],
+            "dedup_key": row["dedup_key"],
+            "received_at": row["received_at"],
+        },
+    )
+
+
+def load_alert(path: Path, alert_id: int) -> QueuedAlert:
+    """For the worker process: read its alert without starting a writer thread."""
+    db = sqlite3.connect(path, timeout=5.0)
+    db.row_factory = sqlite3.Row
+    try:
+        row = db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
+    finally:
+        db.close()
+    if row is None:
+        raise KeyError(alert_id)
+    return queued_alert(row)
+
+
+def dump(value: Any) -> str:
+    # allow_nan=False: what is stored is JSON, always (Python would otherwise write Infinity).
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
+
+
+DOCUMENT_KEEP = 16 * 1024  # bytes of an unmatched/rejected alert's document kept whole
+_KEEP_TEXT = 512  # characters kept of each string in a document that is over DOCUMENT_KEEP
+_KEEP_ITEMS = 64  # entries kept of each object or array in such a document
+
+
+def bounded_document(document: Any) -> str:
+    """An alert document for the ledger, at most about DOCUMENT_KEEP bytes.
+
+    Unmatched, rejected and no-action alerts are kept for investigators, not run: anyone who can
+    reach the webhook could otherwise store a megabyte per alert, indefinitely. A document over
+    the limit keeps its shape (the first entries of each object and array, the start of each
+    string), and the SHA-256 and size of the whole, so a copy found elsewhere can be matched."""
+    text = dump(document)
+    size = len(text.encode("utf-8"))
+    if size <= DOCUMENT_KEEP:
+        return text
+    kept = _trim(document, _KEEP_TEXT, _KEEP_ITEMS)
+    while True:
+        out = dump(
+            {
+                "_responder_trimmed": {
+                    "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "bytes": size,
+                    "note": "document over the stored size; shape and string starts kept",
+                },
+                "kept": kept,
+            }
+        )
+        if len(out.encode("utf-8")) <= DOCUMENT_KEEP or kept is None:
+            return out
+        kept = None  # still too wide: keep only the hash and the size
+
+
+def _trim(value: Any, text: int, items: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= text else value[:text] + f"...[{len(value) - text} more characters]"
+    if isinstance(value, dict):
+        out = {str(k)[:text]: _trim(v, text, items) for k, v in list(value.items())[:items]}
+        if len(value) > items:
+            out["_responder_more_keys"] = len(value) - items
+        return out
+    if isinstance(value, list):
+        trimmed = [_trim(v, text, items) for v in value[:items]]
+        return trimmed + ([f"...[{len(value) - items} more items]"] if len(value) > items else [])
+    return value
+
+
+@dataclass
+class Seen:
+    """A committed alert identity, for answering its repeats without a database round trip."""
+
+    alert_id: int
+    window: float | None  # windowed dedup (Falco): repeats extend the window
+    expires_at: float | None
