@@ -439,13 +439,6 @@ class Engine:
         previous = output.get("claimed_from") if isinstance(output, dict) else None
         if isinstance(previous, str) and INCIDENT_ID.match(previous):
             self.record.claimed_from(incident.id, previous, event.host, cid)
-        holder = self.timeline.claim_container(
-            incident.id, f"{incident.inventory or 'localhost'}|{event.host}|{cid}"
-        )
-        if holder is not None:
-            held.append((holder, event.host, cid))
-            self.held_by = holder
-            self.cancel.cancel(f"container {cid[:12]} on {event.host} is held by incident {holder}")
 
     def _finish_step(
         self, incident_id: str, step: Step, step_result: StepResult, outputs: dict[str, dict[str, Any]]

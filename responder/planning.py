@@ -8,7 +8,8 @@ touches the timeline, Ansible or Docker, so all of it is unit-tested directly.""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,8 @@ class RunRequest:
     pre_approved: tuple[str, ...] = ()  # gated steps the requester approves up front ("all": every gate)
     lock_key: str | None = None  # the container this incident holds while open (see intake.routing.lock_key)
     alert_id: int | None = None  # the queued alert this run answers (server workers)
+    # run inside the transaction that creates the incident (the intake marks its alert started)
+    on_open: Callable[[sqlite3.Connection, str], None] | None = None
 
 
 @dataclass(frozen=True)

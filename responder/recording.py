@@ -83,7 +83,10 @@ class Recorder:
             lock_key=request.lock_key,
             alert_id=request.alert_id,
         )
-        self.timeline.create_incident(incident)
+        on_open = request.on_open
+        self.timeline.create_incident(
+            incident, (lambda conn: on_open(conn, incident.id)) if on_open else None
+        )
         self.event(
             incident.id,
             EventKind.INCIDENT_OPENED,

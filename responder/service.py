@@ -196,6 +196,7 @@ class Service:
         params against the playbook; they are taken as stored, only the secret ones are split
         off (they come from the environment, never the queue)."""
         from responder.engine import RunRequest
+        from responder.intake.records import attach_alert, mark_started
         from responder.params import secret_values
         from responder.timeline import ContainerBusy
 
@@ -209,6 +210,7 @@ class Service:
             trigger={**alert.summary, "repeats_before_run": alert.repeats},
             lock_key=alert.lock_key,
             alert_id=alert.id,
+            on_open=lambda conn, incident_id: mark_started(conn, alert.id, incident_id),
         )
         try:
             with self.signals():
@@ -226,10 +228,10 @@ class Service:
                         )
                     raise
         except ContainerBusy as exc:
-            self.timeline.attach_alert(alert.id, exc.holder, alert.summary)
+            attach_alert(self.timeline, alert.id, exc.holder, alert.summary)
             return AlertRun(None, exc.holder)
         if self.engine.held_by:  # the same container, reached by another reference: join its holder
-            self.timeline.attach_alert(alert.id, self.engine.held_by, alert.summary)
+            attach_alert(self.timeline, alert.id, self.engine.held_by, alert.summary)
             return AlertRun(outcome, self.engine.held_by)
         return AlertRun(outcome)
 

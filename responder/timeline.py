@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 from responder import db
 from responder.errors import StateError, UsageError
 from responder.ids import utc_now
-from responder.vocabulary import OPEN_SQL, UNATTENDED_SQL, EventKind, IncidentStatus
+from responder.vocabulary import OPEN_SQL, UNATTENDED_SQL, IncidentStatus
 
 
 class ContainerBusy(StateError):
@@ -30,10 +30,6 @@ class ContainerBusy(StateError):
         )
         self.holder = holder
         self.lock_key = lock_key
-
-
-class AlertClaimLost(StateError):
-    """The alert this run was started for is no longer claimed by it (run elsewhere or requeued)."""
 
 
 @dataclass(frozen=True)
@@ -173,38 +169,28 @@ class Timeline:
         with self._lock, db.write(self._db) as conn:
             yield conn
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this timeline's connection, for an owner of another table that
+        must change it together with an event (write the event with `insert_event`)."""
+        with self._write() as conn:
+            yield conn
+
     # incidents -------------------------------------------------------------------------------
 
-    def create_incident(self, incident: Incident) -> None:
+    def create_incident(
+        self, incident: Incident, within: Callable[[sqlite3.Connection], None] | None = None
+    ) -> None:
         """Insert the incident; when it holds a container lock, fail with ContainerBusy if another
-        open incident has it; when it answers an alert, take the alert from `claimed` to `started`
-        in the same transaction, so an alert can never open two incidents."""
+        open incident has it. `within` runs in the same transaction: the intake passes the step
+        that takes its alert from `claimed` to `started`, so an alert never opens two incidents."""
         try:
-            self._create_incident(incident)
+            self._create_incident(incident, within)
         except sqlite3.IntegrityError as exc:
             holder = self.lock_holder(incident.lock_key) if incident.lock_key else None
             if holder is None or incident.lock_key is None:
                 raise
             raise ContainerBusy(holder, incident.lock_key) from exc
-
-    def claim_container(self, incident_id: str, claim: str) -> str | None:
-        """Claim a container as resolved on its host (inventory, host, full ID) for this incident.
-        Returns the open incident that already holds it, or None once the claim is ours.
-
-        The lock taken at the start is keyed on the reference as given; two references to one
-        container (its name from Alertmanager, its ID from Falco) meet here, after the first
-        step has resolved them."""
-        with self._write() as db:
-            row = db.execute(
-                "SELECT c.incident_id FROM claims c JOIN incidents i ON i.id = c.incident_id "  # noqa: S608 - status constants, never input
-                "WHERE c.claim=? AND c.incident_id<>? AND i.status IN " + OPEN_SQL + " "
-                "ORDER BY i.created_at LIMIT 1",
-                (claim, incident_id),
-            ).fetchone()
-            if row is not None:
-                return str(row[0])
-            db.execute("INSERT OR IGNORE INTO claims VALUES (?,?)", (incident_id, claim))
-        return None
 
     def open_incident_ids(self) -> list[str]:
         """Incidents still running, paused at a gate or blocked: the ones whose claims hold."""
@@ -226,15 +212,12 @@ class Timeline:
         ).fetchone()
         return row[0] if row else None
 
-    def _create_incident(self, incident: Incident) -> None:
+    def _create_incident(
+        self, incident: Incident, within: Callable[[sqlite3.Connection], None] | None
+    ) -> None:
         with self._write() as db:
-            if incident.alert_id is not None:
-                claimed = db.execute(
-                    "UPDATE alerts SET state='started', incident_id=? WHERE id=? AND state='claimed'",
-                    (incident.id, incident.alert_id),
-                ).rowcount
-                if claimed != 1:
-                    raise AlertClaimLost(f"alert {incident.alert_id} is not claimed by this run")
+            if within is not None:
+                within(db)
             db.execute(
                 "INSERT INTO incidents (id, created_at, updated_at, status, playbook, playbook_path, "
                 "playbook_sha256, severity, params, secret_params, trigger, inventory, host_limit, next_step, "
@@ -357,23 +340,6 @@ class Timeline:
                 "status=excluded.status, finished_at=excluded.finished_at, "
                 "outputs=CASE WHEN excluded.outputs='{}' THEN steps.outputs ELSE excluded.outputs END",
                 (incident_id, step_id, status, now, now, _dump(self.redactor.data(dict(outputs or {})))),
-            )
-
-    def attach_alert(self, alert_id: int, incident_id: str, summary: Mapping[str, Any]) -> None:
-        """An alert for a container another incident already holds joins that incident's timeline."""
-        with self._write() as db:
-            db.execute(
-                "UPDATE alerts SET state='attached', incident_id=? WHERE id=?", (incident_id, alert_id)
-            )
-            insert_event(
-                db,
-                self.redactor,
-                incident_id,
-                EventKind.ALERT_ATTACHED,
-                f"{summary.get('source')} alert {summary.get('name')!r} for the same container joined "
-                "this incident (no second run)",
-                actor="webhook",
-                data=dict(summary),
             )
 
     def reset_steps(

@@ -7,12 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from responder.errors import StateError
 from responder.intake.alerts import Alert
 from responder.intake.routing import Route
+from responder.timeline import Timeline, insert_event
+from responder.vocabulary import EventKind
 
 
 @dataclass(frozen=True)
@@ -156,3 +160,35 @@ class Seen:
     alert_id: int
     window: float | None  # windowed dedup (Falco): repeats extend the window
     expires_at: float | None
+
+
+class AlertClaimLost(StateError):
+    """The alert this run was started for is no longer claimed by it (run elsewhere or requeued)."""
+
+
+def mark_started(conn: sqlite3.Connection, alert_id: int, incident_id: str) -> None:
+    """Inside the transaction that creates the incident: take the alert from `claimed` to
+    `started`, or refuse (AlertClaimLost) so that an alert never opens two incidents."""
+    claimed = conn.execute(
+        "UPDATE alerts SET state='started', incident_id=? WHERE id=? AND state='claimed'",
+        (incident_id, alert_id),
+    ).rowcount
+    if claimed != 1:
+        raise AlertClaimLost(f"alert {alert_id} is not claimed by this run")
+
+
+def attach_alert(timeline: Timeline, alert_id: int, incident_id: str, summary: Mapping[str, Any]) -> None:
+    """An alert for a container another incident already holds joins that incident's timeline:
+    the alert's state and the event change together."""
+    with timeline.transaction() as conn:
+        conn.execute("UPDATE alerts SET state='attached', incident_id=? WHERE id=?", (incident_id, alert_id))
+        insert_event(
+            conn,
+            timeline.redactor,
+            incident_id,
+            EventKind.ALERT_ATTACHED,
+            f"{summary.get('source')} alert {summary.get('name')!r} for the same container joined "
+            "this incident (no second run)",
+            actor="webhook",
+            data=dict(summary),
+        )

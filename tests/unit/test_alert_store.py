@@ -16,12 +16,12 @@ import pytest
 
 from responder.catalog import load_catalog
 from responder.intake import alerts as alerts_mod
-from responder.intake.records import Intake
+from responder.intake.records import AlertClaimLost, Intake, mark_started
 from responder.intake.routing import Router
 from responder.intake.store import AlertStore, StoreUnavailable
 from responder.playbook.parse import load_playbook
 from responder.settings import shipped_dir
-from responder.timeline import AlertClaimLost, ContainerBusy, Incident, Timeline
+from responder.timeline import ContainerBusy, Incident, Timeline
 from responder.vocabulary import IncidentStatus
 from tests.conftest import FIXTURES
 from tests.unit.test_alert_intake import AM, FALCO
@@ -59,6 +59,14 @@ def intake(router: Router, payload: dict[str, Any], parser: Any = alerts_mod.par
         return Intake(alert, route)
     params, limit = route.run_inputs(alert)
     return Intake(alert, route, params=params, limit=limit)
+
+
+def opened(timeline: Timeline, inc: Incident) -> None:
+    """Create an incident the way a worker does: its alert goes from claimed to started with it."""
+    alert_id = inc.alert_id
+    timeline.create_incident(
+        inc, None if alert_id is None else lambda conn: mark_started(conn, alert_id, inc.id)
+    )
 
 
 def decide(store: AlertStore, item: Intake) -> Any:
@@ -147,7 +155,7 @@ def test_resolved_is_recorded_on_the_incident_and_queues_nothing(store: AlertSto
     queued = decide(store, intake(router, burst_alert(1)))
     assert store.claim_next() == queued.alert_id
     timeline = Timeline(store.path)
-    timeline.create_incident(incident(queued.alert_id, None))
+    opened(timeline, incident(queued.alert_id, None))
     resolved = decide(store, intake(router, burst_alert(1, status="resolved")))
     assert (resolved.result, resolved.incident_id) == ("resolved", "INC-20261129-000000-0001")
     assert decide(store, intake(router, burst_alert(1, status="resolved"))).result == "duplicate"
@@ -161,24 +169,24 @@ def test_an_alert_opens_at_most_one_incident(store: AlertStore, router: Router) 
     queued = decide(store, intake(router, burst_alert(1)))
     timeline = Timeline(store.path)
     with pytest.raises(AlertClaimLost):  # not claimed yet
-        timeline.create_incident(incident(queued.alert_id, None))
+        opened(timeline, incident(queued.alert_id, None))
     assert store.claim_next() == queued.alert_id
-    timeline.create_incident(incident(queued.alert_id, None))
+    opened(timeline, incident(queued.alert_id, None))
     with pytest.raises(AlertClaimLost):
-        timeline.create_incident(incident(queued.alert_id, None, number=2))
+        opened(timeline, incident(queued.alert_id, None, number=2))
     assert store.load(queued.alert_id).summary["alert_id"] == queued.alert_id
 
 
 def test_container_lock_is_held_while_the_incident_is_open(tmp_path: Path) -> None:
     timeline = Timeline(tmp_path / "timeline.db")
-    timeline.create_incident(incident(None, "local|all|web-1", number=1))
+    opened(timeline, incident(None, "local|all|web-1", number=1))
     with pytest.raises(ContainerBusy) as caught:
-        timeline.create_incident(incident(None, "local|all|web-1", number=2))
+        opened(timeline, incident(None, "local|all|web-1", number=2))
     assert caught.value.holder == "INC-20261129-000000-0001"
     assert "responder show INC-20261129-000000-0001" in str(caught.value)
-    timeline.create_incident(incident(None, "local|all|web-2", number=3))  # another container
+    opened(timeline, incident(None, "local|all|web-2", number=3))  # another container
     timeline.set_status("INC-20261129-000000-0001", IncidentStatus.SUCCEEDED)
-    timeline.create_incident(incident(None, "local|all|web-1", number=4))
+    opened(timeline, incident(None, "local|all|web-1", number=4))
     with pytest.raises(ContainerBusy):  # reopening the first would take the lock twice
         timeline.set_status("INC-20261129-000000-0001", IncidentStatus.RUNNING)
 
@@ -188,7 +196,7 @@ def test_recover_requeues_claims_that_never_started(store: AlertStore, router: R
     second = decide(store, intake(router, burst_alert(2)))
     assert store.claim_next() == first.alert_id
     assert store.claim_next() == second.alert_id
-    Timeline(store.path).create_incident(incident(second.alert_id, None))
+    opened(Timeline(store.path), incident(second.alert_id, None))
     store.set_worker(second.alert_id, 999_999_999)
     requeued, running = store.recover()
     assert requeued == 1
@@ -299,7 +307,7 @@ def test_events_the_store_writes_pass_the_redacting_path(store: AlertStore, rout
     queued = decide(store, intake(router, payload))
     assert store.claim_next() == queued.alert_id
     timeline = Timeline(store.path)
-    timeline.create_incident(incident(queued.alert_id, None, number=7))
+    opened(timeline, incident(queued.alert_id, None, number=7))
     leaky = burst_alert(7, status="resolved")
     leaky["alerts"][0]["labels"]["alertname"] = "WhBurst"
     alert = intake(router, leaky).alert

@@ -75,3 +75,10 @@ def test_a_link_where_claims_live_is_refused(tmp_path: Path) -> None:
     with pytest.raises(rd.UnsafePath, match="symbolic link"):
         rd.claim_container(str(root), CID, A, set(), NOW)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_resumed_older_incident_yields_to_a_newer_open_holder(tmp_path: Path) -> None:
+    """A closed, then resumed: meanwhile B (newer) took the container and is still open."""
+    rd.claim_container(str(tmp_path), CID, A, set(), NOW)
+    assert rd.claim_container(str(tmp_path), CID, B, set(), NOW) == (None, A)  # A had closed
+    assert rd.claim_container(str(tmp_path), CID, A, {B}, "20261201-100100") == (B, None)

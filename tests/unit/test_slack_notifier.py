@@ -242,7 +242,7 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
     event and hands it to the notifier; the reply says containment stays."""
     from responder.catalog import load_catalog
     from responder.intake import alerts as alerts_mod
-    from responder.intake.records import Intake
+    from responder.intake.records import Intake, mark_started
     from responder.intake.routing import Router
     from responder.intake.store import AlertStore
     from responder.playbook.parse import load_playbook
@@ -279,7 +279,8 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
                 None,
                 "webhook:alertmanager",
                 alert_id=queued.alert_id,
-            )
+            ),
+            lambda conn: mark_started(conn, queued.alert_id, IID),
         )
         notifier.observe(tl.append(IID, "incident_opened", "opened"))
         (alert,) = alerts_mod.parse_alertmanager(burst_alert(1, status="resolved"))

@@ -149,20 +149,3 @@ def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> No
         for t in threads:
             t.join()
     assert errors == []
-
-
-def test_a_resolved_container_is_claimed_by_one_open_incident(tmp_path: Path) -> None:
-    tl = Timeline(tmp_path / "t.db")
-    first = make(tl, "INC-20260101-000000-0001")
-    second = make(tl, "INC-20260101-000001-0002")
-    key = "localhost|localhost|" + "a" * 64
-    assert tl.claim_container(first, key) is None
-    assert tl.claim_container(first, key) is None  # a retried step claims it again: fine
-    assert tl.claim_container(second, key) == first
-    assert tl.claim_container(second, "localhost|other-host|" + "a" * 64) is None  # another host
-    tl.set_status(first, IncidentStatus.AWAITING_APPROVAL)
-    assert tl.claim_container(second, key) == first  # waiting at a gate still holds it
-    tl.set_status(first, IncidentStatus.SUCCEEDED)
-    assert tl.claim_container(second, key) is None  # closed: free again
-    tl.set_status(first, IncidentStatus.RUNNING)  # resumed later: the newer holder wins now
-    assert tl.claim_container(first, key) == second
