@@ -145,6 +145,7 @@ class Engine:
             )
 
     def resume(self, incident_id: str, secrets: SecretValues) -> RunOutcome:
+        """Continue an incident paused at an approval gate, once its gate was approved."""
         incident = self.timeline.incident(incident_id)
         if incident.status is not IncidentStatus.AWAITING_APPROVAL:
             raise StateError(
@@ -200,6 +201,7 @@ class Engine:
         return self.record.close(incident_id, playbook, IncidentStatus.INTERRUPTED, self.held_by)
 
     def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
+        """Refuse the step waiting at the gate: the incident ends `denied`, the reason on the timeline."""
         incident = self.timeline.incident(incident_id)
         if incident.status is not IncidentStatus.AWAITING_APPROVAL:
             raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
@@ -325,6 +327,8 @@ class Engine:
         number: int,
         outputs: dict[str, dict[str, Any]],
     ) -> IncidentStatus | None:
+        """Run consecutive steps in one Ansible run, recording each step as the next one starts;
+        returns the status the batch forces on the incident, if any."""
         incident_id = incident.id
         ids = [p.step.id for p in batch]
         run_dir = self.settings.private_dir("runs", incident_id, f"{number:02d}-{ids[0]}")
@@ -474,6 +478,7 @@ class Engine:
     # bookkeeping ----------------------------------------------------------------------------
 
     def playbook_for(self, incident: Incident, check_hash: bool = True) -> Playbook:
+        """The incident's playbook, refused if it changed since the incident started (unless told not to check)."""
         from responder.playbook.parse import load_playbook
 
         playbook = load_playbook(Path(incident.playbook_path), self.catalog)

@@ -42,6 +42,7 @@ class Problem:
     snippet: str = ""
 
     def render(self) -> str:
+        """`file:line:col: message (at path)`, a hint, and the line with a caret."""
         where = self.file
         if self.line is not None:
             where += f":{self.line}"
@@ -64,18 +65,26 @@ class ResponderError(Exception):
 
 
 class UsageError(ResponderError):
+    """Bad input on the command line or in a request."""
+
     exit_code = 2
 
 
 class ConfigError(ResponderError):
+    """The configuration, a runbooks directory or a role's metadata is broken."""
+
     exit_code = 2
 
 
 class StateError(ResponderError):
+    """The request does not fit the incident's state."""
+
     exit_code = 2
 
 
 class RunnerError(ResponderError):
+    """ansible-runner could not be started at all."""
+
     exit_code = 5
 
 

@@ -56,6 +56,7 @@ class Recorder:
         actor: str = "responder",
         data: Mapping[str, Any] | None = None,
     ) -> Event:
+        """Write one event and hand it to the listener (terminal, Slack)."""
         event = self.timeline.append(incident_id, kind, message, step=step, host=host, actor=actor, data=data)
         self.on_event(event)
         return event
@@ -345,6 +346,7 @@ class Recorder:
         return self.outcome(incident_id)
 
     def outcome(self, incident_id: str, awaiting: str | None = None) -> RunOutcome:
+        """Where the incident stands now."""
         incident = self.timeline.incident(incident_id)
         steps = {sid: status for sid, (status, _) in self.timeline.steps(incident_id).items()}
         return RunOutcome(incident_id, incident.status, steps, awaiting)

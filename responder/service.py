@@ -139,10 +139,12 @@ class Service:
     # operations --------------------------------------------------------------------------------
 
     def start(self, request: RunRequest) -> RunOutcome:
+        """Open an incident and run it up to its end or its first approval gate."""
         with self.signals():
             return self.engine.start(request)
 
     def dry_run(self, request: RunRequest) -> list[DryRunStep]:
+        """Plan and check-run every step; nothing changes, nothing is recorded."""
         with self.signals():
             return self.engine.dry_run(request)
 
@@ -151,11 +153,13 @@ class Service:
         return self.engine.approve(incident_id, steps, actor, reason)
 
     def continue_after_approval(self, incident_id: str) -> RunOutcome:
+        """Carry an approved incident on, with its secret params from the environment."""
         incident = self.timeline.incident(incident_id)
         with self.signals():
             return self.engine.resume(incident_id, secrets_from_env(incident.secret_params))
 
     def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
+        """Refuse the waiting step; the incident ends."""
         self.engine.deny(incident_id, actor, reason)
 
     def resume(self, incident_id: str, actor: str) -> RunOutcome:
@@ -167,6 +171,7 @@ class Service:
             )
 
     def release(self, incident_id: str, actor: str, reason: str) -> RunOutcome:
+        """Reverse containment (an explicit request, with a reason on the timeline)."""
         with self.signals():
             return self.engine.release(incident_id, actor, reason)
 

@@ -37,6 +37,8 @@ SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "
 
 @dataclass(frozen=True)
 class Settings:
+    """Where responder keeps its state, finds playbooks and runbooks, and how it talks to hosts."""
+
     data_dir: Path
     playbook_dirs: tuple[Path, ...]
     runbook_dirs: tuple[Path, ...]
@@ -55,14 +57,17 @@ class Settings:
 
     @property
     def database(self) -> Path:
+        """The timeline's SQLite file."""
         return self.data_dir / "timeline.db"
 
     @property
     def runs_dir(self) -> Path:
+        """Per-run Ansible directories (artifacts, generated playbook)."""
         return self.data_dir / "runs"
 
     @property
     def evidence_dir(self) -> Path:
+        """Evidence fetched to the controller, by incident and host."""
         return self.data_dir / "evidence"
 
 
@@ -146,6 +151,7 @@ def load_settings(
     config: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
+    """Settings from flags, then environment, then the config file, then defaults."""
     env = os.environ if environ is None else environ
     cfg = _read_config(_config_path(config, env))
     chosen_data = data_dir or env.get("RESPONDER_DATA_DIR") or cfg.get("data_dir")

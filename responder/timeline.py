@@ -34,6 +34,8 @@ class ContainerBusy(StateError):
 
 @dataclass(frozen=True)
 class Incident:
+    """One incident as stored: what ran, for whom, where it stands."""
+
     id: str
     created_at: str
     updated_at: str
@@ -55,6 +57,8 @@ class Incident:
 
 @dataclass(frozen=True)
 class Event:
+    """One timeline entry; `data` is JSON, already redacted."""
+
     incident_id: str
     seq: int
     ts: str
@@ -68,6 +72,8 @@ class Event:
 
 @dataclass(frozen=True)
 class EvidenceRecord:
+    """One piece of evidence with both hashes and its custody."""
+
     incident_id: str
     step_id: str | None
     host: str
@@ -92,15 +98,18 @@ class Redactor:
         self._secrets = sorted({s for s in secrets or [] if len(s) >= 4}, key=len, reverse=True)
 
     def add(self, value: str) -> None:
+        """Remember a secret value (values under 4 characters would redact ordinary text)."""
         if len(value) >= 4 and value not in self._secrets:
             self._secrets = sorted([*self._secrets, value], key=len, reverse=True)
 
     def text(self, value: str) -> str:
+        """The text with every known secret replaced."""
         for secret in self._secrets:
             value = value.replace(secret, "********")
         return value
 
     def data(self, value: Any) -> Any:
+        """The structure with every known secret replaced in its strings."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
@@ -149,6 +158,7 @@ class Timeline:
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        """Close the connection."""
         self._db.close()
 
     def status_counts(self) -> dict[str, int]:
@@ -206,6 +216,7 @@ class Timeline:
         return str(row[0]) if row else None
 
     def lock_holder(self, lock_key: str) -> str | None:
+        """The open incident holding this container lock, if any."""
         row = self._db.execute(
             "SELECT id FROM incidents WHERE lock_key=? AND status IN " + OPEN_SQL,  # noqa: S608 - status constants, never input
             (lock_key,),
@@ -244,6 +255,7 @@ class Timeline:
             )
 
     def set_status(self, incident_id: str, status: IncidentStatus, next_step: str | None = None) -> None:
+        """Set an incident's status (and the step it waits at)."""
         try:
             with self._write() as db:
                 db.execute(
@@ -269,12 +281,14 @@ class Timeline:
         return changed == 1
 
     def incident(self, incident_id: str) -> Incident:
+        """One incident; UsageError when there is no such incident."""
         row = self._db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:
             raise UsageError(f"no incident {incident_id!r} in {self.path}")
         return _incident(row)
 
     def incidents(self, limit: int = 50) -> list[Incident]:
+        """The newest incidents first."""
         rows = self._db.execute("SELECT * FROM incidents ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [_incident(r) for r in rows]
 
@@ -291,6 +305,7 @@ class Timeline:
         actor: str = "responder",
         data: Mapping[str, Any] | None = None,
     ) -> Event:
+        """Write one event (redacted) and return it as stored."""
         with self._write() as db:
             return insert_event(
                 db, self.redactor, incident_id, kind, message, step=step, host=host, actor=actor, data=data
@@ -332,6 +347,7 @@ class Timeline:
     def set_step(
         self, incident_id: str, step_id: str, status: str, outputs: Mapping[str, Any] | None = None
     ) -> None:
+        """A step's state on the ledger, with its outputs."""
         now = utc_now()
         with self._write() as db:
             db.execute(
@@ -358,6 +374,7 @@ class Timeline:
         return sorted(r[0] for r in rows)
 
     def steps(self, incident_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The ledger: step -> (state, outputs)."""
         rows = self._db.execute(
             "SELECT step_id, status, outputs FROM steps WHERE incident_id=?", (incident_id,)
         ).fetchall()
@@ -366,6 +383,7 @@ class Timeline:
     # evidence --------------------------------------------------------------------------------
 
     def add_evidence(self, record: EvidenceRecord) -> None:
+        """Record one piece of evidence."""
         with self._write() as db:
             db.execute(
                 "INSERT INTO evidence (incident_id, step_id, host, container_id, kind, path, source_path, "
@@ -391,6 +409,7 @@ class Timeline:
             )
 
     def evidence(self, incident_id: str) -> list[EvidenceRecord]:
+        """An incident's evidence records, in the order they were collected."""
         rows = self._db.execute(
             "SELECT * FROM evidence WHERE incident_id=? ORDER BY id", (incident_id,)
         ).fetchall()

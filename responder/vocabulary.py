@@ -13,6 +13,8 @@ from enum import StrEnum
 
 class EventKind(StrEnum):
     # an incident's life
+    """Every kind of event responder itself writes on the timeline."""
+
     INCIDENT_OPENED = "incident_opened"
     INCIDENT_RESUMED = "incident_resumed"
     INCIDENT_BLOCKED = "incident_blocked"
@@ -55,6 +57,8 @@ class EventKind(StrEnum):
 
 
 class IncidentStatus(StrEnum):
+    """Where an incident stands."""
+
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"

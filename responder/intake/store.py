@@ -1,11 +1,9 @@
 """The durable alert queue: every accepted alert is a row in the timeline database before the
 sender hears 202, and workers take queued rows one at a time.
 
-Writes go through one writer thread that commits in groups: each request waits for a
-`synchronous=FULL` commit, and concurrent requests share it, which is how a webhook can afford
-FULL (one fsync per batch, not per alert). Dedup decisions are made inside that transaction, so
-two Alertmanager replicas sending the same alert at the same moment still open one incident.
-"""
+Alerts are decided in group commits (the server's on its event loop, `submit_async`; elsewhere
+a writer thread, `submit`): concurrent requests share one synchronous=FULL commit, and dedup is
+decided inside it, so two Alertmanager replicas sending one alert at once open one incident."""
 
 from __future__ import annotations
 
@@ -47,6 +45,8 @@ class StoreUnavailable(Unavailable):
 
 
 class AlertStore:
+    """The durable alert queue: decides alerts in group commits, hands them to workers, recovers."""
+
     def __init__(
         self,
         path: Path,
@@ -176,6 +176,7 @@ class AlertStore:
         _settle([(future, decisions) for (_, future), decisions in zip(batch, results, strict=True)])
 
     def close(self) -> None:
+        """Stop the writer thread, write the repeats still counted in memory, close the connections."""
         self._pending.put(None)
         self._thread.join(timeout=10)
         with contextlib.suppress(sqlite3.Error):
@@ -420,6 +421,7 @@ class AlertStore:
         return int(row[0]) if row else None
 
     def set_worker(self, alert_id: int, pid: int) -> None:
+        """Record which worker process runs the alert (crash recovery looks for it)."""
         self._write_one("UPDATE alerts SET worker_pid=? WHERE id=?", (pid, alert_id))
 
     def finish_claim(self, alert_id: int, reason: str) -> None:
@@ -467,6 +469,7 @@ class AlertStore:
         return count
 
     def load(self, alert_id: int) -> QueuedAlert:
+        """The queued alert as its worker reads it."""
         with self._reader_lock:
             row = self._reader.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
         if row is None:
@@ -474,6 +477,7 @@ class AlertStore:
         return queued_alert(row)
 
     def counts(self) -> dict[str, int]:
+        """Alerts by state (the server's /metrics)."""
         with self._reader_lock:
             rows = self._reader.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall()
         return {r[0]: r[1] for r in rows}

@@ -28,6 +28,8 @@ log = logging.getLogger("responder.server")
 
 
 class WorkerPool:
+    """Threads that each take a queued alert and run it in a job process of its own."""
+
     def __init__(
         self,
         store: AlertStore,
@@ -56,20 +58,24 @@ class WorkerPool:
     # lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the worker threads."""
         for number in range(self.size):
             thread = threading.Thread(target=self._loop, name=f"worker-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def wake(self) -> None:
+        """Tell idle workers that an alert was queued."""
         with self._wake:
             self._wake.notify_all()
 
     def alive(self) -> bool:
+        """Whether every worker thread still runs (readiness)."""
         return all(t.is_alive() for t in self._threads)
 
     @property
     def busy(self) -> int:
+        """Job processes running now."""
         with self._procs_lock:
             return len(self._procs)
 
@@ -212,6 +218,7 @@ def die_with_parent() -> None:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this ID exists (one of another user's counts as alive)."""
     if not pid:
         return False
     try:
