@@ -90,6 +90,8 @@ class TimelineOutput:
 
 @dataclass(frozen=True)
 class ActionMeta:
+    """What a role's meta/responder.yml says, checked."""
+
     changes: str = ""
     undo: str = ""
     undo_action: str | None = None

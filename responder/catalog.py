@@ -18,6 +18,8 @@ _TYPES = {"str", "int", "bool", "list", "dict", "path", "raw", "float"}
 
 @dataclass(frozen=True)
 class OptionSpec:
+    """One argument of a role, from its argument_specs."""
+
     name: str
     type: str = "str"
     required: bool = False
@@ -60,6 +62,7 @@ class Catalog:
         self._loaded: dict[str, Action] = {}
 
     def get(self, name: str) -> Action | None:
+        """A role by name, loaded on first use; None if there is none."""
         if name not in self.paths:
             return None
         if name not in self._loaded:
@@ -83,6 +86,7 @@ class Catalog:
         return {name: self._loaded[name] for name in sorted(self.paths)}
 
     def suggest(self, name: str) -> str:
+        """The closest known action name, for a 'did you mean'."""
         close = difflib.get_close_matches(name, list(self.paths), n=1, cutoff=0.6)
         return f"did you mean {close[0]!r}?" if close else f"known actions: {', '.join(sorted(self.paths))}"
 

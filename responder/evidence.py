@@ -162,6 +162,8 @@ def write_manifest(timeline: Timeline, incident_id: str, directory: Path) -> Pat
 
 @dataclass(frozen=True)
 class Verification:
+    """One artifact re-hashed: ok, missing, mismatch or unsafe."""
+
     record: EvidenceRecord
     status: str  # ok, missing, mismatch, unsafe (reached through a symbolic link)
     sha256_now: str | None

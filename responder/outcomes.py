@@ -26,6 +26,7 @@ class StepTally:
     not_done: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, list[str]]:
+        """The four lists as JSON-ready lists."""
         return {
             "done": list(self.done),
             "failed": list(self.failed),

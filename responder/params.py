@@ -36,6 +36,7 @@ class SecretValues:
 
 
 def secret_env_name(name: str) -> str:
+    """The environment variable a secret param is read from."""
     return f"RESPONDER_SECRET_{name.upper()}"
 
 

@@ -59,6 +59,7 @@ class PlannedStep:
     skipped: str | None = None
 
     def invocation(self) -> StepInvocation:
+        """What the executor runs for this step."""
         return StepInvocation(
             step_id=self.step.id,
             role=self.step.action,

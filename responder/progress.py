@@ -35,6 +35,7 @@ class Progress:
             print(text, file=self.out, flush=True)
 
     def timeline_event(self, event: Event) -> None:
+        """Print a timeline event as the run goes (steps, task results, decisions)."""
         kind = event.kind
         if kind == EventKind.INCIDENT_OPENED:
             self._print(f"{event.incident_id} opened: {event.message}")
@@ -75,6 +76,7 @@ class Progress:
 def print_dry_run(
     out: IO[str], playbook: Playbook, request: RunRequest, report: Sequence[DryRunStep], catalog: Catalog
 ) -> int:
+    """The dry run's plan and what each host would do; returns the exit code."""
     w = out.write
     w(f"DRY RUN of {playbook.name} ({playbook.severity}) -- nothing was changed, no incident was opened\n")
     w(
@@ -137,6 +139,7 @@ def print_dry_run(
 
 
 def print_incident(out: IO[str], timeline: Timeline, incident_id: str) -> None:
+    """An incident's timeline, steps and evidence, for `responder show`."""
     inc = timeline.incident(incident_id)
     w = out.write
     w(f"{inc.id}  {inc.status}\n")

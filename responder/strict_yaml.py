@@ -73,6 +73,7 @@ class Document:
 
 
 def format_path(path: Path_) -> str:
+    """`steps[0].with.container`: a path into the document, as people read it."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -80,6 +81,7 @@ def format_path(path: Path_) -> str:
 
 
 def caret(lines: list[str], line: int | None, col: int | None) -> str:
+    """The line with a caret under the column, for error messages."""
     if line is None or not 1 <= line <= len(lines):
         return ""
     text = lines[line - 1].rstrip("\n")

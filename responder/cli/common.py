@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the command's location flags (then environment, config file, defaults)."""
     from responder.settings import load_settings
 
     return load_settings(
@@ -27,12 +28,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def catalog_for(settings: Settings) -> Catalog:
+    """Every role under the settings' runbooks directories."""
     from responder.catalog import load_catalog
 
     return load_catalog(settings.runbook_dirs)
 
 
 def playbook_files(settings: Settings) -> list[Path]:
+    """The playbook files in the settings' playbook directories, sorted."""
     files: list[Path] = []
     for directory in settings.playbook_dirs:
         if directory.is_dir():
@@ -41,6 +44,7 @@ def playbook_files(settings: Settings) -> list[Path]:
 
 
 def find_playbook(ref: str, settings: Settings) -> Path:
+    """A playbook by path or by name; UsageError listing the known names otherwise."""
     from responder.errors import UsageError
 
     path = Path(ref)
@@ -54,12 +58,14 @@ def find_playbook(ref: str, settings: Settings) -> Path:
 
 
 def timeline_for(settings: Settings) -> Any:
+    """The timeline, its data directory checked first."""
     from responder.service import open_timeline
 
     return open_timeline(settings)
 
 
 def report(outcome: RunOutcome) -> int:
+    """Print how a run ended (or where it waits) and return its exit code."""
     from responder.outcomes import tally_mapping
 
     if outcome.awaiting_step:
@@ -77,5 +83,6 @@ def report(outcome: RunOutcome) -> int:
 
 
 def inventory_for(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The inventory from the flag or the settings, as an absolute path."""
     inventory = getattr(args, "inventory", None) or settings.inventory
     return str(Path(inventory).resolve()) if inventory else None

@@ -11,6 +11,7 @@ from responder.exit_codes import STATUS_EXIT
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
+    """`responder incidents`: the newest incidents and where each stands."""
     timeline = timeline_for(settings_from(args))
     rows = timeline.incidents(args.limit)
     if not rows:
@@ -22,6 +23,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """`responder show ID`: one incident's timeline, steps and evidence."""
     from responder.progress import print_incident
 
     timeline = timeline_for(settings_from(args))
@@ -30,6 +32,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    """`responder approve ID STEP|--all`: approve gated steps and carry the run on."""
     from responder.errors import UsageError
     from responder.service import Service, resolve_actor
 
@@ -46,6 +49,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
+    """`responder deny ID`: refuse the waiting step; the incident ends."""
     from responder.service import Service, resolve_actor
 
     service = Service.for_incident(settings_from(args), args.incident, quiet=False)
@@ -58,6 +62,7 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`responder export ID -f FORMAT`: the timeline for the review (written atomically with -o)."""
     from responder.export import export
 
     timeline = timeline_for(settings_from(args))
@@ -78,6 +83,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
+    """`responder evidence verify ID`: re-hash every artifact; exit 7 if any is missing or altered."""
     from responder.service import Service, resolve_actor
 
     service = Service(settings_from(args), slack=False)
@@ -97,6 +103,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    """`responder release ID --reason ...`: reverse containment."""
     from responder.service import Service, resolve_actor
 
     service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet)
@@ -109,6 +116,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """`responder resume ID`: continue an interrupted incident."""
     from responder.service import Service, resolve_actor
 
     service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet)

@@ -17,6 +17,7 @@ from responder.cli.common import (
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`responder run PLAYBOOK`: open an incident and run it (or, with --dry-run, only check)."""
     from responder import params as params_mod
     from responder.engine import RunRequest
     from responder.locks import lock_key
@@ -52,6 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """`responder validate [PATH...]`: load every playbook, report every problem, run nothing."""
     from responder.errors import PlaybookError
     from responder.playbook.parse import load_playbook
 
@@ -81,6 +83,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_playbooks(args: argparse.Namespace) -> int:
+    """`responder playbooks`: the playbooks found, their params and steps."""
     from responder.errors import PlaybookError
     from responder.playbook.parse import load_playbook
 
@@ -102,6 +105,7 @@ def cmd_playbooks(args: argparse.Namespace) -> int:
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
+    """`responder actions`: every role, its arguments, what it changes, its undo and an example."""
     import yaml
 
     catalog = catalog_for(settings_from(args))

@@ -10,6 +10,7 @@ from responder.cli.common import catalog_for, inventory_for, settings_from
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """`responder serve`: the alert webhook and incident API, wired from flags and config."""
     from responder.server.auth import load_auth
     from responder.server.main import ServeOptions, serve
 

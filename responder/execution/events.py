@@ -13,6 +13,8 @@ STEP_PLAY_PREFIX = "responder:"
 
 
 class StepOutcome(StrEnum):
+    """What one step came to on a host, or overall."""
+
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     UNREACHABLE = "host_unreachable"
@@ -47,6 +49,8 @@ _CONFIG_ERROR_MARKERS = (
 
 @dataclass(frozen=True)
 class RunnerEvent:
+    """One ansible-runner event, reduced to what responder reads."""
+
     kind: str
     counter: int
     uuid: str
@@ -62,22 +66,26 @@ class RunnerEvent:
 
     @property
     def step_id(self) -> str | None:
+        """The step whose play emitted the event."""
         if self.play and self.play.startswith(STEP_PLAY_PREFIX):
             return self.play[len(STEP_PLAY_PREFIX) :]
         return None
 
     @property
     def message(self) -> str:
+        """The result's message (msg, stderr or an exception)."""
         msg = self.result.get("msg") or self.result.get("reason") or ""
         return str(msg) if not isinstance(msg, str) else msg
 
     @property
     def looks_like_config_error(self) -> bool:
+        """Whether the failure is the playbook's fault (unknown module, broken role)."""
         text = self.message.lower()
         return any(marker in text for marker in _CONFIG_ERROR_MARKERS)
 
 
 def from_runner(raw: Mapping[str, Any]) -> RunnerEvent:
+    """A RunnerEvent from ansible-runner's event dict."""
     data = raw.get("event_data") or {}
     res = data.get("res") if isinstance(data.get("res"), dict) else {}
     return RunnerEvent(
@@ -98,6 +106,8 @@ def from_runner(raw: Mapping[str, Any]) -> RunnerEvent:
 
 @dataclass
 class HostResult:
+    """One step on one host."""
+
     outcome: StepOutcome = StepOutcome.NOT_RUN
     message: str = ""
     reason: str = ""
@@ -108,6 +118,8 @@ class HostResult:
 
 @dataclass
 class StepResult:
+    """One step across its hosts; its outcome is the worst of theirs."""
+
     step_id: str
     started: bool = False
     hosts: dict[str, HostResult] = field(default_factory=dict)
@@ -115,9 +127,11 @@ class StepResult:
     message: str = ""
 
     def host(self, name: str) -> HostResult:
+        """The result for a host, created on first use."""
         return self.hosts.setdefault(name, HostResult())
 
     def finish(self) -> None:
+        """Settle the step's outcome and message from its hosts."""
         if not self.hosts:
             if self.outcome is StepOutcome.NOT_RUN and self.started:
                 self.outcome = StepOutcome.FAILED
@@ -141,6 +155,7 @@ class Classifier:
         self.plays_started = 0
 
     def feed(self, event: RunnerEvent) -> None:
+        """Take one runner event into the step and host it belongs to."""
         step = self.steps.get(event.step_id or "")
         if event.kind == "playbook_on_play_start":
             self.plays_started += 1
@@ -181,6 +196,7 @@ class Classifier:
             host.outcome = StepOutcome.SUCCEEDED
 
     def result(self, *, canceled: str | None, rc: int | None) -> list[StepResult]:
+        """Every step's result once the run has ended (cancelled, failed or not)."""
         results = list(self.steps.values())
         if self.plays_started == 0 and canceled and results:
             # Stopped (a signal, the server's drain, a timeout) while ansible-playbook was still

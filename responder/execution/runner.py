@@ -56,15 +56,18 @@ class CancelToken:
         self._event = threading.Event()
 
     def cancel(self, reason: str) -> None:
+        """Ask the run to stop, saying why (interrupted, timeout, a held container)."""
         if self._reason is None:
             self._reason = reason
         self._event.set()
 
     @property
     def reason(self) -> str | None:
+        """Why the run was asked to stop, or None."""
         return self._reason
 
     def is_set(self) -> bool:
+        """Whether the run was asked to stop."""
         return self._event.is_set()
 
     def wait(self, seconds: float) -> bool:
@@ -96,6 +99,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class BatchResult:
+    """What one Ansible run came to: a result per step and ansible-runner's own status."""
+
     steps: list[StepResult]
     runner_status: str
     rc: int | None
@@ -104,9 +109,11 @@ class BatchResult:
 
 
 class Executor(Protocol):
-    def run(
-        self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken
-    ) -> BatchResult: ...
+    """Runs a batch of steps; the engine's tests use a fake."""
+
+    def run(self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken) -> BatchResult:
+        """Run the batch, feeding events to `on_event`; stop when `cancel` is set."""
+        ...
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> None:
@@ -127,6 +134,7 @@ class AnsibleRunnerExecutor:
     """The real executor: ansible-runner in this process, ansible-playbook in a child group."""
 
     def prepare(self, batch: Batch, secrets_file: str | None) -> None:
+        """The private data directory: playbook, inventory, extravars (all values `!unsafe`)."""
         root = batch.private_data_dir
         for sub in ("project", "env", "inventory"):
             (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -152,6 +160,7 @@ class AnsibleRunnerExecutor:
 
     def run(self, batch: Batch, on_event: Callable[[RunnerEvent], None], cancel: CancelToken) -> BatchResult:
         # Imported here so that `responder --help` and validation never pay for Ansible.
+        """Run the batch through ansible-runner."""
         from ansible_runner.config.runner import RunnerConfig
         from ansible_runner.runner import Runner
 

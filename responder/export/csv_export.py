@@ -19,6 +19,7 @@ def cell(value: object) -> str:
 
 
 def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
+    """One CSV row per event, formula-safe."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     incident_id = summary.incident.id

@@ -71,6 +71,7 @@ def _svg(summary: Summary) -> str:
 
 
 def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
+    """The review report as one offline HTML file, with a visual timeline."""
     inc = summary.incident
     w = out.write
     w(

@@ -21,6 +21,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encod
 
 
 def header(summary: Summary) -> dict[str, Any]:
+    """The incident itself, as the JSON export's header."""
     inc = summary.incident
     return {
         "id": inc.id,
@@ -41,6 +42,7 @@ def header(summary: Summary) -> dict[str, Any]:
 
 
 def summary_json(summary: Summary) -> dict[str, Any]:
+    """The summary (steps, scope, decisions, tally, open items) as JSON."""
     return {
         "events": summary.event_count,
         "first_event": summary.first_ts,
@@ -57,6 +59,7 @@ def summary_json(summary: Summary) -> dict[str, Any]:
 
 
 def write_json(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
+    """The whole incident as one JSON document, streamed."""
     out.write('{"incident": ' + _dumps(header(summary)))
     out.write(',\n "summary": ' + _dumps(summary_json(summary)))
     out.write(',\n "evidence": ' + _dumps([asdict(e) for e in summary.evidence]))
@@ -83,6 +86,7 @@ def _epoch_micros(ts: str) -> int:
 
 
 def write_jsonl(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
+    """One JSON line per event, in Timesketch's format."""
     incident = summary.incident
     fixed = (
         f'"incident_id": {_dumps(incident.id)}, "playbook": {_dumps(incident.playbook)}, '

@@ -11,6 +11,7 @@ from responder.timeline import Timeline
 
 
 def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
+    """The review report in Markdown."""
     inc = summary.incident
     w = out.write
     w(f"# Incident {md(inc.id)}: {md(inc.playbook)}\n\n")

@@ -26,6 +26,8 @@ _DECODED = {
 
 @dataclass
 class StepSpan:
+    """One step across the timeline: when it started and ended, its outcome per host."""
+
     step_id: str
     action: str = ""
     started: str | None = None
@@ -37,6 +39,8 @@ class StepSpan:
 
 @dataclass
 class Container:
+    """A container the incident acted on, with its image."""
+
     container_id: str
     host: str
     name: str = ""
@@ -47,6 +51,8 @@ class Container:
 
 @dataclass
 class Summary:
+    """What a review needs in bulk, from one pass over the events."""
+
     incident: Incident
     event_count: int = 0
     first_ts: str = ""
@@ -67,6 +73,7 @@ class Summary:
 
     @property
     def open_items(self) -> list[str]:
+        """What still needs someone: a waiting gate, failed steps, hash mismatches."""
         items: list[str] = []
         status = self.incident.status
         if status is IncidentStatus.AWAITING_APPROVAL:
@@ -87,6 +94,7 @@ class Summary:
 
 
 def summarize(timeline: Timeline, incident_id: str) -> Summary:
+    """One streaming pass over an incident's events."""
     incident = timeline.incident(incident_id)
     summary = Summary(incident=incident, evidence=timeline.evidence(incident_id))
     for _seq, ts, kind, step, host, actor, message, data_text in timeline.raw_events(incident_id):

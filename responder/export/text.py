@@ -23,4 +23,5 @@ def md_code(text: object) -> str:
 
 
 def h(text: object) -> str:
+    """HTML-escape text (quotes included)."""
     return html.escape("" if text is None else str(text), quote=True)

@@ -66,6 +66,7 @@ class Alert:
     warnings: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
+        """What the incident's trigger records of the alert."""
         return {
             "source": str(self.source),
             "status": self.status,
@@ -283,6 +284,7 @@ def falco_priority(value: Any) -> str:
 
 
 def falco_at_least(priority: str, threshold: str) -> bool:
+    """Whether a Falco priority is at or above a threshold."""
     return _FALCO_RANK[priority] <= _FALCO_RANK[threshold]
 
 

@@ -34,6 +34,8 @@ class Intake:
 
 @dataclass(frozen=True)
 class Decision:
+    """What became of one alert: the answer the sender gets for it."""
+
     result: str  # queued | duplicate | resolved | unmatched | rejected | no_action
     alert_id: int
     dedup_key: str
@@ -42,6 +44,7 @@ class Decision:
     reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """The decision as the webhook's JSON answer shows it."""
         out: dict[str, Any] = {"result": self.result, "alert_id": self.alert_id, "dedup_key": self.dedup_key}
         for key in ("incident_id", "playbook", "reason"):
             if getattr(self, key) is not None:
@@ -51,6 +54,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class QueuedAlert:
+    """A queued alert as its worker reads it: the playbook, params and where to run."""
+
     id: int
     source: str
     name: str
@@ -65,6 +70,7 @@ class QueuedAlert:
 
 
 def queued_alert(row: sqlite3.Row) -> QueuedAlert:
+    """A QueuedAlert from its row."""
     return QueuedAlert(
         id=row["id"],
         source=row["source"],
@@ -103,6 +109,7 @@ def load_alert(path: Path, alert_id: int) -> QueuedAlert:
 
 def dump(value: Any) -> str:
     # allow_nan=False: what is stored is JSON, always (Python would otherwise write Infinity).
+    """Compact, sorted, always-valid JSON (never NaN or Infinity)."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
 
 

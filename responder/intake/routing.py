@@ -28,6 +28,8 @@ class RejectedInput(InputError, ValueError):
 
 @dataclass(frozen=True)
 class Route:
+    """One playbook's `match:` rule: which alerts it takes and how their fields fill its params."""
+
     playbook: Playbook
     source: AlertSource
     names: frozenset[str] | None
@@ -41,6 +43,7 @@ class Route:
 
     @classmethod
     def from_playbook(cls, playbook: Playbook) -> list[Route]:
+        """Every route a playbook's `match:` section declares."""
         rules = playbook.match
         if not rules:
             return []
@@ -48,6 +51,7 @@ class Route:
 
     @classmethod
     def from_rule(cls, playbook: Playbook, match: Mapping[str, Any]) -> Route:
+        """The route for one rule of a `match:` section."""
         source = AlertSource(match["source"])
         names = match.get("alertname") if source is AlertSource.ALERTMANAGER else match.get("rule")
         return cls(
@@ -64,6 +68,7 @@ class Route:
         )
 
     def matches(self, alert: Alert) -> bool:
+        """Whether this route takes the alert."""
         if alert.source is not self.source:
             return False
         if self.names is not None and alert.name not in self.names:
@@ -132,11 +137,14 @@ def resolve_pointer(document: Any, pointer: str) -> tuple[bool, Any]:
 
 
 class Router:
+    """The routes of every loaded playbook, tried in order."""
+
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
 
     @classmethod
     def from_playbooks(cls, playbooks: Sequence[Playbook]) -> Router:
+        """Routes for every playbook that has a `match:` section."""
         ordered = sorted(playbooks, key=lambda p: p.name)
         return cls([route for p in ordered for route in Route.from_playbook(p)])
 

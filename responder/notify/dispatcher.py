@@ -64,6 +64,8 @@ class Notice:
 
 @dataclass
 class RetryPolicy:
+    """How often and how long a Slack message is retried."""
+
     attempts: int = 6  # for transient errors; 429 waits do not count against it
     base_delay: float = 0.5
     max_delay: float = 20.0
@@ -78,6 +80,7 @@ class ChannelPacer:
         self.tokens: dict[str, tuple[float, float]] = {}
 
     def wait(self, channel: str) -> None:
+        """Wait for the channel's next slot (Slack allows about one message a second)."""
         now = time.monotonic()
         tokens, stamp = self.tokens.get(channel, (self.burst, now))
         tokens = min(self.burst, tokens + (now - stamp) * self.rate)
@@ -93,6 +96,8 @@ class ChannelPacer:
 
 
 class SlackNotifier:
+    """Posts an incident's thread from a background queue: a slow Slack never delays containment."""
+
     def __init__(
         self,
         transport: Transport,
@@ -121,6 +126,7 @@ class SlackNotifier:
     # the containment side: O(1), never blocks, never raises -------------------------------
 
     def observe(self, event: Event) -> None:
+        """Queue an event for Slack if it is one Slack is told about (never blocks)."""
         if event.kind in _WATCHED:
             self.queue.put_nowait(event)
 

@@ -40,6 +40,7 @@ def escape(text: object) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
+    """The text cut to `limit` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -53,6 +54,7 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def payload(self) -> dict[str, Any]:
+        """The Slack API arguments: text and blocks, within Slack's limits."""
         blocks = self.blocks[:BLOCKS_MAX]
         return {"text": truncate(self.text, TEXT_MAX), "blocks": blocks}
 
@@ -62,6 +64,7 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def root_message(incident: Incident, key: str, hosts: list[str], container: str | None) -> Message:
+    """The incident's thread parent: severity, status, playbook, host, container, trigger."""
     status = str(incident.status)
     trigger = dict(incident.trigger)
     header = truncate(
@@ -85,6 +88,7 @@ def root_message(incident: Incident, key: str, hosts: list[str], container: str 
 
 
 def step_message(incident_id: str, event: Event) -> Message:
+    """A reply for one step's outcome, host by host."""
     outcome = str(event.data.get("outcome", ""))
     hosts: Mapping[str, Any] = event.data.get("hosts") or {}
     lines = [f"{_EMOJI.get(outcome, ':grey_question:')} *{escape(event.message)}*"]
@@ -100,6 +104,7 @@ def step_message(incident_id: str, event: Event) -> Message:
 
 
 def plain_reply(incident_id: str, event: Event, prefix: str = "") -> Message:
+    """A reply with the event's message as it is (escaped)."""
     text = f"{prefix}{escape(event.message)}"
     return Message(key=f"{incident_id}:{event.seq}", role="reply", text=text, blocks=[_section(text)])
 
@@ -111,6 +116,7 @@ def notice_message(key: str, text: str) -> Message:
 
 
 def closing_message(incident: Incident, event: Event, evidence: list[EvidenceRecord]) -> Message:
+    """The closing summary: done, failed, not done, evidence, how to export."""
     steps = event.data.get("steps")
     tally = tally_mapping(steps if isinstance(steps, dict) else {})
     mismatches = sum(1 for e in evidence if e.sha256_source != e.sha256_controller)

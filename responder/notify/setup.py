@@ -37,6 +37,7 @@ def build_notifier(
     playbook_notify: Mapping[str, object] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> SlackNotifier | None:
+    """The Slack notifier the settings and the playbook's `notify:` ask for, or None."""
     env = os.environ if environ is None else environ
     slack = settings.slack
     mode = str(slack.get("mode", "webhook" if env.get("SLACK_WEBHOOK_URL") else "bot"))
@@ -71,4 +72,5 @@ def build_notifier(
 
 
 def flush_timeout(settings: Settings) -> float:
+    """Seconds the CLI waits for Slack at exit before giving up on what is queued."""
     return float(str(settings.slack.get("flush_timeout", 15)))

@@ -55,11 +55,21 @@ class DeliveryError(Unavailable):
 
 
 class Transport(Protocol):
+    """How a message reaches Slack: the Web API (threads) or an incoming webhook (no threads)."""
+
     threads: bool
 
-    def post(self, channel: str, message: Message, thread_ts: str | None) -> tuple[str | None, str]: ...
-    def update(self, channel: str, ts: str, message: Message) -> None: ...
-    def find(self, channel: str, key: str, thread_ts: str | None) -> str | None: ...
+    def post(self, channel: str, message: Message, thread_ts: str | None) -> tuple[str | None, str]:
+        """Post a message; returns its ts (if known) and channel."""
+        ...
+
+    def update(self, channel: str, ts: str, message: Message) -> None:
+        """Replace a posted message."""
+        ...
+
+    def find(self, channel: str, key: str, thread_ts: str | None) -> str | None:
+        """The ts of a message already posted with this key, if any (dedup after an ambiguous failure)."""
+        ...
 
 
 class RedactFilter(logging.Filter):
@@ -70,6 +80,7 @@ class RedactFilter(logging.Filter):
         self.secret = secret
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Remove the token from a log record of slack-sdk's."""
         if self.secret and self.secret in record.getMessage():
             record.msg = record.getMessage().replace(self.secret, "********")
             record.args = ()
@@ -90,6 +101,8 @@ def _connection_error(exc: BaseException) -> DeliveryError:
 
 @dataclass
 class BotTransport:
+    """The Slack Web API with a bot token, through slack-sdk."""
+
     token: str
     base_url: str = "https://slack.com/api/"
     timeout: float = 10.0
@@ -131,6 +144,7 @@ class BotTransport:
             raise _connection_error(exc) from None
 
     def post(self, channel: str, message: Message, thread_ts: str | None) -> tuple[str | None, str]:
+        """chat.postMessage, with the dedup key in the message metadata."""
         payload = message.payload()
         response = self._call(
             "chat_postMessage",
@@ -144,9 +158,11 @@ class BotTransport:
         return str(response["ts"]), str(response.get("channel") or channel)
 
     def update(self, channel: str, ts: str, message: Message) -> None:
+        """chat.update of the thread's root message."""
         self._call("chat_update", channel=channel, ts=ts, **message.payload())
 
     def find(self, channel: str, key: str, thread_ts: str | None) -> str | None:
+        """Look the dedup key up in the channel's recent history."""
         if thread_ts:
             response = self._call(
                 "conversations_replies", channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
@@ -167,6 +183,8 @@ class BotTransport:
 
 @dataclass
 class WebhookTransport:
+    """An incoming webhook: no threads, no updates, no lookups."""
+
     url: str
     timeout: float = 10.0
     threads: bool = False
@@ -181,6 +199,7 @@ class WebhookTransport:
         )
 
     def post(self, channel: str, message: Message, thread_ts: str | None) -> tuple[str | None, str]:
+        """POST the message to the webhook URL."""
         try:
             response = self.client.send(**message.payload())
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
@@ -201,4 +220,5 @@ class WebhookTransport:
         self.post(channel, message, None)
 
     def find(self, channel: str, key: str, thread_ts: str | None) -> str | None:
+        """Webhooks cannot look messages up: always None."""
         return None  # webhooks cannot read the channel; ambiguous failures are retried

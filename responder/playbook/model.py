@@ -15,6 +15,8 @@ HOST_PATTERN = r"^[A-Za-z0-9_.:*!&,\-\[\]]{1,256}$"
 
 
 class Severity(StrEnum):
+    """How bad the playbook's incident is."""
+
     CRITICAL = "critical"
     HIGH = "high"
     MEDIUM = "medium"
@@ -23,6 +25,8 @@ class Severity(StrEnum):
 
 
 class ParamType(StrEnum):
+    """The types a playbook param may have."""
+
     STRING = "string"
     INT = "int"
     BOOL = "bool"
@@ -30,11 +34,15 @@ class ParamType(StrEnum):
 
 
 class OnFailure(StrEnum):
+    """What a failed step does to the run: stop it or carry on."""
+
     ABORT = "abort"
     CONTINUE = "continue"
 
 
 class Approval(StrEnum):
+    """Whether a step waits for a person."""
+
     NONE = "none"
     REQUIRED = "required"
 
@@ -86,6 +94,8 @@ NOTIFY_FIELDS: dict[str, FieldSpec] = {
 
 
 class AlertSource(StrEnum):
+    """Where an alert came from."""
+
     ALERTMANAGER = "alertmanager"
     FALCO = "falco"
     GENERIC = "generic"
@@ -182,6 +192,8 @@ STEP_FIELDS: dict[str, FieldSpec] = {
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One declared param of a playbook."""
+
     name: str
     type: ParamType
     required: bool = False
@@ -193,6 +205,8 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a playbook: an action with its arguments, gate, condition and hosts."""
+
     id: str
     action: str
     with_: Mapping[str, Any] = field(default_factory=dict)
@@ -207,6 +221,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Playbook:
+    """A loaded, validated playbook."""
+
     name: str
     description: str
     severity: Severity
@@ -219,7 +235,9 @@ class Playbook:
     notify: Mapping[str, Any] = field(default_factory=dict)
 
     def param(self, name: str) -> ParamSpec | None:
+        """A declared param by name."""
         return next((p for p in self.params if p.name == name), None)
 
     def step(self, step_id: str) -> Step:
+        """A step by ID."""
         return next(s for s in self.steps if s.id == step_id)

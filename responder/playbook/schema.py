@@ -55,6 +55,7 @@ def _object(table: dict[str, FieldSpec], **overrides: Any) -> dict[str, Any]:
 
 
 def build_schema() -> dict[str, Any]:
+    """The playbook JSON Schema, generated from the model."""
     step = _object(STEP_FIELDS, **{"with": {"additionalProperties": True}})
     param = _object(PARAM_FIELDS)
     top = _object(
@@ -92,6 +93,7 @@ def build_schema() -> dict[str, Any]:
 
 
 def render() -> str:
+    """The schema as JSON text."""
     return json.dumps(build_schema(), indent=2, sort_keys=False) + "\n"
 
 

@@ -40,6 +40,7 @@ def _env() -> ImmutableSandboxedEnvironment:
 
 
 def is_template(value: object) -> bool:
+    """Whether a value is a `{{ ... }}` template (operator-written, rendered sandboxed)."""
     return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)
 
 
@@ -50,6 +51,8 @@ def _reference(value: str) -> list[str] | None:
 
 @dataclass(frozen=True)
 class References:
+    """What a template reads: params and step outputs."""
+
     params: frozenset[str]
     steps: frozenset[str]
     other: frozenset[str]

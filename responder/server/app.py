@@ -72,6 +72,8 @@ class _RateLimitedLog:
 
 @dataclass
 class ServerState:
+    """What the request handlers share: routing, auth, the store, the pool, metrics."""
+
     catalog: Catalog
     router: Router
     auth: Auth
@@ -88,6 +90,7 @@ class ServerState:
 
 
 def build_app(state: ServerState) -> web.Application:
+    """The aiohttp application with every route."""
     app = web.Application(client_max_size=MAX_BODY)
     api = _Handlers(state)
     app.router.add_post("/v1/alerts/alertmanager", api.alertmanager)

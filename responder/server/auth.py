@@ -28,6 +28,8 @@ MIN_SECRET = 16
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a request may proceed, and if not, the status and reason to answer."""
+
     ok: bool
     status: int = 200
     reason: str = ""
@@ -38,6 +40,8 @@ OK = Verdict(True)
 
 @dataclass(frozen=True)
 class Auth:
+    """The webhook's credentials: bearer tokens and HMAC secrets (never printed)."""
+
     tokens: tuple[bytes, ...] = ()
     hmac_secrets: tuple[bytes, ...] = ()
     tolerance: int = TOLERANCE
@@ -48,6 +52,7 @@ class Auth:
 
     @property
     def enabled(self) -> bool:
+        """Whether any credential is configured."""
         return bool(self.tokens or self.hmac_secrets)
 
     def before_body(self, headers: Mapping[str, str]) -> Verdict | None:
@@ -110,10 +115,12 @@ def _any_equal(given: bytes, candidates: tuple[bytes, ...]) -> bool:
 
 
 def sign_hub(secret: bytes, body: bytes) -> str:
+    """`sha256=<hex>`, GitHub's form of an HMAC over the body (for senders and tests)."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def sign_timestamped(secret: bytes, body: bytes, timestamp: int) -> dict[str, str]:
+    """The timestamped signature header value over `<timestamp>.<body>`."""
     mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
     return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: f"v1={mac}"}
 
@@ -164,6 +171,7 @@ def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether a listen address is on this machine only."""
     import ipaddress
 
     if host == "localhost":

@@ -17,6 +17,7 @@ from typing import Any
 
 
 def main() -> int:
+    """Entry point of a worker process: read the job, run it, exit with its code."""
     from responder.errors import ResponderError
     from responder.server.workers import die_with_parent
 
@@ -33,6 +34,7 @@ def main() -> int:
 
 
 def run(job: dict[str, Any]) -> int:
+    """Run one job (an alert's run, or an approved incident carried on) through the Service."""
     from responder.exit_codes import STATUS_EXIT
     from responder.outcomes import tally_mapping
     from responder.service import Service

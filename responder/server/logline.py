@@ -35,6 +35,7 @@ class OneLineFormatter(logging.Formatter):
     """A Formatter whose output never spans lines nor carries terminal control characters."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record formatted as usual, then made one safe line."""
         return one_line(super().format(record))
 
 

@@ -32,6 +32,8 @@ log = logging.getLogger("responder.server")
 
 @dataclass(frozen=True)
 class ServeOptions:
+    """How `responder serve` listens and runs its workers."""
+
     host: str
     port: int
     workers: int
@@ -65,6 +67,7 @@ def load_routable_playbooks(settings: Settings, catalog: Catalog) -> list[Playbo
 
 
 def check_bind(host: str, auth: Auth, insecure: bool) -> None:
+    """Refuse a non-loopback address without authentication (unless explicitly told)."""
     if not auth.enabled and not is_loopback(host) and not insecure:
         raise ConfigError(
             f"refusing to listen on {host} without authentication: set RESPONDER_WEBHOOK_TOKEN_FILE or "
@@ -116,6 +119,7 @@ def abandon(settings: Settings, catalog: Catalog, incident_id: str, reason: str)
 
 
 def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOptions) -> int:
+    """Run the webhook server until SIGTERM or SIGINT, then drain."""
     logline.install(logging.INFO)
     check_bind(options.host, auth, options.insecure_no_auth)
     playbooks = load_routable_playbooks(settings, catalog)

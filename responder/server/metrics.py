@@ -19,6 +19,8 @@ STEP_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 class Metrics:
+    """In-memory counters for /metrics (they start at zero with the process, as counters may)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received: Counter[str] = Counter()  # by source
@@ -29,24 +31,29 @@ class Metrics:
         self.intake_warnings: Counter[str] = Counter()  # by source
 
     def count_received(self, source: str, n: int = 1) -> None:
+        """Alerts parsed from authenticated requests."""
         with self._lock:
             self.received[source] += n
 
     def count_result(self, source: str, result: str) -> None:
+        """What became of an alert taken (queued, duplicate, ...)."""
         with self._lock:
             self.results[(source, result)] += 1
             if result == "duplicate":
                 self.deduplicated[source] += 1
 
     def count_no_action(self, source: str, reason: str) -> None:
+        """An alert that needs no action, by why."""
         with self._lock:
             self.no_action[(source, reason)] += 1
 
     def count_intake_warning(self, source: str) -> None:
+        """A notification that said it left alerts out."""
         with self._lock:
             self.intake_warnings[source] += 1
 
     def count_rejected(self, source: str, reason: str) -> None:
+        """A request or alert refused, by why."""
         with self._lock:
             self.rejected[(source, reason)] += 1
 

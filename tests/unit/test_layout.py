@@ -101,3 +101,23 @@ def test_no_module_over_500_lines() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_every_public_class_and_function_says_what_it_is_for() -> None:
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        stack: list[tuple[ast.AST, str]] = [(tree, "")]
+        while stack:
+            node, prefix = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    if child.name.startswith("_"):
+                        continue
+                    if ast.get_docstring(child) is None:
+                        missing.append(
+                            f"{path.relative_to(PACKAGE.parent)}:{child.lineno} {prefix}{child.name}"
+                        )
+                    if isinstance(child, ast.ClassDef):
+                        stack.append((child, f"{prefix}{child.name}."))
+    assert missing == []

@@ -53,6 +53,8 @@ def link_cache(local_tmp: str, target: str) -> bool:
 
 
 class CallbackModule(CallbackBase):  # type: ignore[misc]
+    """Links Ansible's AnsiballZ cache to responder's content-keyed cache directory."""
+
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
     CALLBACK_NAME = "responder_module_cache"
