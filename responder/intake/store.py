@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import sqlite3
 import threading
 import time
@@ -53,8 +52,6 @@ class AlertStore:
         inventory: str | None = None,
         on_queued: Callable[[], None] = lambda: None,
         on_event: Callable[[Event], None] = lambda e: None,
-        batch_wait: float = 0.0,
-        max_batch: int = 512,
         busy_timeout: float = 5.0,
     ) -> None:
         db.open_database(path).close()  # schema and migrations
@@ -65,35 +62,38 @@ class AlertStore:
         # secrets this process knows (the server adds its webhook secrets): never on the timeline
         self.redactor = Redactor()
         self._appended: list[Event] = []
-        self.batch_wait = batch_wait
-        self.max_batch = max_batch
         self.busy_timeout = busy_timeout
-        self._pending: queue.SimpleQueue[tuple[Sequence[Intake], Future[list[Decision]]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._db = self._connect()
-        self._reader = self._connect()
-        self._reader_lock = threading.Lock()
+        # Intake decisions are written on one path, _transaction: group commits on the server's
+        # event loop (submit_async), or one caller at a time elsewhere (submit). The worker threads' own connection takes their claims
+        # and single-row updates (claim_next, set_worker, finish_claim, recover) and the reads.
+        self._workers_db = self._connect()
+        self._workers_lock = threading.Lock()
         self._loop_db: sqlite3.Connection | None = None
+        self._direct_db: sqlite3.Connection | None = None  # submit(), outside an event loop
+        self._direct_lock = threading.Lock()
         self._loop_pending: list[tuple[Sequence[Intake], asyncio.Future[list[Decision]]]] = []
         self._loop_scheduled = False
         self._recent: dict[tuple[str, str], Seen] = {}
         self._repeats: dict[int, tuple[int, str, float | None]] = {}  # id -> (count, last seen, expires)
         self._memory_lock = threading.Lock()
         self._repeat_flush_scheduled = False
-        self._thread = threading.Thread(target=self._writer, name="alert-writer", daemon=True)
-        self._thread.start()
 
     def _connect(self, busy_timeout: float | None = None) -> sqlite3.Connection:
         return db.connect(self.path, self.busy_timeout if busy_timeout is None else busy_timeout)
 
     # intake -----------------------------------------------------------------------------------
 
-    def submit(self, intakes: Sequence[Intake]) -> Future[list[Decision]]:
-        """Queue alerts for the next group commit; the future resolves once they are on disk."""
-        future: Future[list[Decision]] = Future()
-        self._pending.put((intakes, future))
-        return future
+    def submit(self, intakes: Sequence[Intake]) -> list[Decision]:
+        """Decide alerts from outside the server's event loop (tools, tests, several threads at
+        once): the same transaction as the server's group commit, one caller at a time, waiting
+        up to busy_timeout for the database; returns once they are on disk."""
+        with self._direct_lock:
+            if self._direct_db is None:
+                self._direct_db = self._connect()
+            try:
+                return self._transaction(self._direct_db, [intakes])[0]
+            except sqlite3.OperationalError as exc:  # busy past busy_timeout, locked, disk full
+                raise StoreUnavailable(str(exc)) from exc
 
     def submit_async(self, intakes: Sequence[Intake]) -> asyncio.Future[list[Decision]]:
         """Group commit on the event loop's own thread, for the server: every request parsed in one
@@ -176,46 +176,14 @@ class AlertStore:
         _settle([(future, decisions) for (_, future), decisions in zip(batch, results, strict=True)])
 
     def close(self) -> None:
-        """Stop the writer thread, write the repeats still counted in memory, close the connections."""
-        self._pending.put(None)
-        self._thread.join(timeout=10)
+        """Write the repeats still counted in memory, then close the connections."""
+        final = self._loop_db or self._connect()
         with contextlib.suppress(sqlite3.Error):
-            self._transaction(self._db, [])  # write the repeats still counted in memory
-        self._db.close()
-        self._reader.close()
-        if self._loop_db is not None:
-            self._loop_db.close()
-
-    def _writer(self) -> None:
-        while True:
-            first = self._pending.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self.batch_wait
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
-
-    def _commit(self, batch: list[tuple[Sequence[Intake], Future[list[Decision]]]]) -> None:
-        outcomes: list[list[Decision] | BaseException]
-        try:
-            outcomes = list(self._transaction(self._db, [intakes for intakes, _ in batch]))
-        except sqlite3.OperationalError as exc:  # busy past busy_timeout, locked, disk full, I/O error
-            outcomes = [StoreUnavailable(str(exc)) for _ in batch]
-        except Exception as exc:
-            outcomes = [exc for _ in batch]
-        _settle(list(zip([target for _, target in batch], outcomes, strict=True)))
+            self._transaction(final, [])
+        final.close()
+        if self._direct_db is not None:
+            self._direct_db.close()
+        self._workers_db.close()
 
     def _transaction(self, db: sqlite3.Connection, batch: list[Sequence[Intake]]) -> list[list[Decision]]:
         """Decide and record a group of requests' alerts in one FULL commit (with the repeats
@@ -407,16 +375,16 @@ class AlertStore:
 
     def claim_next(self) -> int | None:
         """Take the oldest queued alert for a worker (queued -> claimed)."""
-        with self._reader_lock:
-            self._reader.execute("BEGIN IMMEDIATE")
+        with self._workers_lock:
+            self._workers_db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._reader.execute(
+                row = self._workers_db.execute(
                     "UPDATE alerts SET state='claimed' WHERE id=(SELECT id FROM alerts WHERE state='queued' "
                     "ORDER BY id LIMIT 1) RETURNING id"
                 ).fetchone()
-                self._reader.execute("COMMIT")
+                self._workers_db.execute("COMMIT")
             except BaseException:
-                self._reader.execute("ROLLBACK")
+                self._workers_db.execute("ROLLBACK")
                 raise
         return int(row[0]) if row else None
 
@@ -439,8 +407,8 @@ class AlertStore:
         requeued = self._write_one(
             "UPDATE alerts SET state='queued', worker_pid=NULL WHERE state='claimed'", ()
         )
-        with self._reader_lock:
-            rows = self._reader.execute(
+        with self._workers_lock:
+            rows = self._workers_db.execute(
                 "SELECT a.id, a.incident_id, a.worker_pid FROM alerts a JOIN incidents i ON i.id=a.incident_id "  # noqa: S608 - status constants, never input
                 "WHERE a.state='started' AND i.status IN " + UNATTENDED_SQL
             ).fetchall()
@@ -449,8 +417,8 @@ class AlertStore:
     def open_incident_of(self, alert_id: int) -> str | None:
         """The incident this alert's run opened, while it is still `running` or `blocked`: after
         its worker process is gone, nobody is left to close it."""
-        with self._reader_lock:
-            row = self._reader.execute(
+        with self._workers_lock:
+            row = self._workers_db.execute(
                 "SELECT a.incident_id FROM alerts a JOIN incidents i ON i.id=a.incident_id "  # noqa: S608 - status constants, never input
                 "WHERE a.id=? AND i.status IN " + UNATTENDED_SQL,
                 (alert_id,),
@@ -458,34 +426,34 @@ class AlertStore:
         return str(row[0]) if row else None
 
     def _write_one(self, sql: str, args: tuple[Any, ...]) -> int:
-        with self._reader_lock:
-            self._reader.execute("BEGIN IMMEDIATE")
+        with self._workers_lock:
+            self._workers_db.execute("BEGIN IMMEDIATE")
             try:
-                count = self._reader.execute(sql, args).rowcount
-                self._reader.execute("COMMIT")
+                count = self._workers_db.execute(sql, args).rowcount
+                self._workers_db.execute("COMMIT")
             except BaseException:
-                self._reader.execute("ROLLBACK")
+                self._workers_db.execute("ROLLBACK")
                 raise
         return count
 
     def load(self, alert_id: int) -> QueuedAlert:
         """The queued alert as its worker reads it."""
-        with self._reader_lock:
-            row = self._reader.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
+        with self._workers_lock:
+            row = self._workers_db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
         if row is None:
             raise KeyError(alert_id)
         return queued_alert(row)
 
     def counts(self) -> dict[str, int]:
         """Alerts by state (the server's /metrics)."""
-        with self._reader_lock:
-            rows = self._reader.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall()
+        with self._workers_lock:
+            rows = self._workers_db.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def ping(self) -> None:
         """Readiness: the database answers a read."""
-        with self._reader_lock:
-            self._reader.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
+        with self._workers_lock:
+            self._workers_db.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
 
 
 def _settle(pairs: Sequence[tuple[Future[list[Decision]] | asyncio.Future[list[Decision]], Any]]) -> None:

@@ -70,7 +70,7 @@ def opened(timeline: Timeline, inc: Incident) -> None:
 
 
 def decide(store: AlertStore, item: Intake) -> Any:
-    return store.submit([item]).result(timeout=10)[0]
+    return store.submit([item])[0]
 
 
 def incident(alert_id: int | None, lock: str | None, number: int = 1) -> Incident:
@@ -118,7 +118,7 @@ def test_any_permutation_of_a_duplicated_stream_queues_each_alert_once(
 
 def test_same_alert_twice_in_one_batch(store: AlertStore, router: Router) -> None:
     item = intake(router, burst_alert(1))
-    first, second = store.submit([item, item]).result(timeout=10)
+    first, second = store.submit([item, item])
     assert (first.result, second.result) == ("queued", "duplicate")
 
 
@@ -210,14 +210,14 @@ def test_busy_database_is_unavailable_not_an_error_of_the_sender(tmp_path: Path,
     blocker.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
-            store.submit([intake(router, burst_alert(1))]).result(timeout=10)
+            store.submit([intake(router, burst_alert(1))])
     finally:
         blocker.execute("ROLLBACK")
     assert decide(store, intake(router, burst_alert(1))).result == "queued"  # nothing half-written
     store.close()
 
 
-def test_writer_wakes_workers_after_commit(tmp_path: Path, router: Router) -> None:
+def test_workers_are_woken_after_the_commit(tmp_path: Path, router: Router) -> None:
     woken = threading.Event()
     store = AlertStore(tmp_path / "timeline.db", on_queued=woken.set)
     decide(store, intake(router, burst_alert(1)))

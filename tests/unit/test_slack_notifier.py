@@ -258,7 +258,7 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
     with SlackServer() as slack:
         notifier = bot(slack, db)
         store = AlertStore(db, on_event=notifier.observe)
-        queued = store.submit([intake(router, burst_alert(1))]).result(10)[0]
+        queued = store.submit([intake(router, burst_alert(1))])[0]
         assert store.claim_next() == queued.alert_id
         tl = Timeline(db)
         tl.create_incident(
@@ -284,7 +284,7 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
         )
         notifier.observe(tl.append(IID, "incident_opened", "opened"))
         (alert,) = alerts_mod.parse_alertmanager(burst_alert(1, status="resolved"))
-        store.submit([Intake(alert, router.route(alert))]).result(10)
+        store.submit([Intake(alert, router.route(alert))])
         assert notifier.close(10) == 0
         store.close()
     root, reply = slack.state.messages
