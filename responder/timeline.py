@@ -376,7 +376,7 @@ class Timeline:
     def steps(self, incident_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
         """The ledger: step -> (state, outputs)."""
         rows = self._db.execute(
-            "SELECT step_id, status, outputs FROM steps WHERE incident_id=?", (incident_id,)
+            "SELECT step_id, status, outputs FROM steps WHERE incident_id=? ORDER BY rowid", (incident_id,)
         ).fetchall()
         return {r["step_id"]: (r["status"], json.loads(r["outputs"])) for r in rows}
 

@@ -149,3 +149,13 @@ def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> No
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_the_ledger_lists_steps_in_the_order_they_ran(tmp_path: Path) -> None:
+    """`responder show` and the run's last line list steps as they ran, not alphabetically."""
+    tl = Timeline(tmp_path / "t.db")
+    incident = make(tl)
+    for step in ("preserve_logs", "isolate", "snapshot"):
+        tl.set_step(incident, step, "running")
+    tl.set_step(incident, "preserve_logs", "succeeded", {"x": 1})  # an update keeps its place
+    assert list(tl.steps(incident)) == ["preserve_logs", "isolate", "snapshot"]
