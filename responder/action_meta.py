@@ -60,6 +60,7 @@ RESERVED_KINDS = frozenset(
         EventKind.DUPLICATE_INCIDENT,
         EventKind.RELEASE_REQUESTED,
         EventKind.RELEASE_FAILED,
+        EventKind.CONTAINER_RELEASED,
         EventKind.RUN_ABANDONED,
         EventKind.BATCH_STARTED,
     }

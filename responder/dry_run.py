@@ -19,9 +19,11 @@ from responder.planning import (
     RunRequest,
     ansible_context,
     depends_on,
+    fleet_playbook,
     merge_outputs,
     plan_step,
     step_context,
+    target_argument,
     target_env,
 )
 from responder.private_dirs import ensure_private_dir
@@ -39,7 +41,8 @@ def dry_run(
 ) -> list[DryRunStep]:
     """Resolve everything, run the modules in check mode, change nothing, record nothing. Steps
     that read an earlier step's outputs go in a later check-mode batch, which sees them."""
-    playbook = request.playbook
+    playbook = fleet_playbook(request.playbook, request.params, request.max_targets)
+    fleet = playbook is not request.playbook
     report: list[DryRunStep] = []
     outputs: dict[str, dict[str, Any]] = {}
     scratch = settings.private_dir("runs", f"dry-run-{new_incident_id()}")
@@ -65,7 +68,9 @@ def dry_run(
                 run(pending)
                 pending = []
             context = step_context("DRY-RUN", playbook, request.params, outputs)
-            planned = plan_step(step, context, request.secrets, catalog)
+            planned = plan_step(
+                step, context, request.secrets, catalog, target_argument(step, playbook) if fleet else None
+            )
             if planned.skipped:
                 report.append(DryRunStep(planned, note=planned.skipped))
                 continue

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from responder.catalog import Catalog
+from responder.claims import ClaimWatch
 from responder.errors import PlaybookError, StateError
 from responder.execution.events import Classifier, RunnerEvent, StepOutcome, StepResult
 from responder.execution.runner import Batch, CancelToken, Executor
-from responder.ids import INCIDENT_ID, default_actor
+from responder.ids import default_actor
 from responder.params import SecretValues
 from responder.planning import (
     DRY_RUN_INCIDENT,
@@ -27,14 +28,18 @@ from responder.planning import (
     RunRequest,
     ansible_context,
     depends_on,
+    fleet_playbook,
     merge_outputs,
+    pinned_targets,
     plan_step,
     step_context,
+    target_argument,
     target_env,
 )
 from responder.playbook.model import Approval, OnFailure, Playbook, Step
 from responder.recording import Recorder, RunOutcome
 from responder.settings import Settings
+from responder.targets import TARGETS_STEP
 from responder.timeline import Event, Incident, Timeline
 from responder.vocabulary import EventKind, IncidentStatus
 
@@ -72,16 +77,14 @@ class Engine:
         self.on_runner_event = on_runner_event
         self.cancel = cancel or CancelToken()
         self.record = Recorder(timeline, settings, catalog, on_timeline)
-        # The open incident that already held the container when this run reached it by another
-        # reference (set by _claim_resolved); the webhook worker then attaches its alert there.
-        self.held_by: str | None = None
+        self.claims = ClaimWatch(self.record, catalog, self.cancel)
         self._strays_checked = False
 
     # public entry points --------------------------------------------------------------------
 
     def start(self, request: RunRequest) -> RunOutcome:
         """Open an incident and run the playbook up to its end or its first approval gate."""
-        playbook = request.playbook
+        playbook = fleet_playbook(request.playbook, request.params, request.max_targets)
         gated = [s.id for s in playbook.steps if s.approval is Approval.REQUIRED]
         chosen = gated if "all" in request.pre_approved else list(request.pre_approved)
         unknown = [s for s in request.pre_approved if s != "all" and s not in gated]
@@ -198,7 +201,7 @@ class Engine:
                 self.record.step(incident_id, step_id, StepOutcome.INTERRUPTED, reason)
         self.record.event(incident_id, EventKind.RUN_ABANDONED, reason)
         playbook = self.playbook_for(incident, check_hash=False)
-        return self.record.close(incident_id, playbook, IncidentStatus.INTERRUPTED, self.held_by)
+        return self.record.close(incident_id, playbook, IncidentStatus.INTERRUPTED, self.claims.held_by)
 
     def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
         """Refuse the step waiting at the gate: the incident ends `denied`, the reason on the timeline."""
@@ -220,13 +223,14 @@ class Engine:
             data={"decision": "denied", "reason": reason},
         )
         playbook = self.playbook_for(incident, check_hash=False)
-        self.record.close(incident_id, playbook, IncidentStatus.DENIED, self.held_by)
+        self.record.close(incident_id, playbook, IncidentStatus.DENIED, self.claims.held_by)
 
-    def release(self, incident_id: str, actor: str, reason: str) -> RunOutcome:
-        """Reverse containment (see responder.release): an explicit human or API request only."""
+    def release(self, incident_id: str, actor: str, reason: str, container: str | None = None) -> RunOutcome:
+        """Reverse containment (see responder.release): an explicit human or API request only;
+        `container` releases one container of a fleet incident."""
         from responder.release import release
 
-        return release(self, incident_id, actor, reason)
+        return release(self, incident_id, actor, reason, container)
 
     def dry_run(self, request: RunRequest) -> list[DryRunStep]:
         """Plan every step and run its modules in check mode; nothing changes or is recorded."""
@@ -279,10 +283,14 @@ class Engine:
                 if batch and depends_on(step, {p.step.id for p in batch}):
                     break
                 try:
-                    planned = plan_step(step, context, secrets, self.catalog)
+                    planned = plan_step(
+                        step, context, secrets, self.catalog, self._target_arg(step, playbook)
+                    )
                 except PlaybookError as exc:
                     self.record.step(incident_id, step.id, StepOutcome.CONFIG_ERROR, str(exc))
-                    return self.record.close(incident_id, playbook, IncidentStatus.CONFIG_ERROR, self.held_by)
+                    return self.record.close(
+                        incident_id, playbook, IncidentStatus.CONFIG_ERROR, self.claims.held_by
+                    )
                 index += 1
                 if planned.skipped:
                     self.record.step(incident_id, step.id, StepOutcome.SKIPPED, planned.skipped)
@@ -298,8 +306,24 @@ class Engine:
                     return self._advance(incident, playbook, params, secrets, attempt + 1)
                 stop = IncidentStatus.INTERRUPTED if self.cancel.is_set() else IncidentStatus.FAILED
             if stop is not None:
-                return self.record.close(incident_id, playbook, stop, self.held_by)
-        return self.record.close(incident_id, playbook, None, self.held_by)
+                return self.record.close(incident_id, playbook, stop, self.claims.held_by)
+        return self.record.close(incident_id, playbook, None, self.claims.held_by)
+
+    @staticmethod
+    def _target_arg(step: Step, playbook: Playbook) -> str | None:
+        """In a fleet incident (its first step resolves the targets), the argument of `step` that
+        each host fills with its own containers."""
+        if not playbook.steps or playbook.steps[0].id != TARGETS_STEP:
+            return None
+        return target_argument(step, playbook)
+
+    def _pinned(self, incident_id: str) -> dict[str, list[str]]:
+        """Each host's containers as recorded so far (for steps after the first Ansible run)."""
+        return pinned_targets(
+            (e.step, e.data["outputs"])
+            for e in self.timeline.events(incident_id)
+            if e.kind == EventKind.STEP_FINISHED and e.step and isinstance(e.data.get("outputs"), dict)
+        )
 
     def _wait_for_docker(self, incident_id: str, batch_ids: list[str], attempt: int) -> bool:
         """dockerd was unreachable: the incident is `blocked` while it waits (with backoff) and the
@@ -356,7 +380,7 @@ class Engine:
         # terminal follow the run live; the last step waits for the run's end.
         live = Classifier(ids)
         finished: dict[str, IncidentStatus | None] = {}
-        held: list[tuple[str, str, str]] = []  # (holder, host, container ID) once a claim fails
+        self.claims.held = []
 
         def on_event(event: RunnerEvent) -> None:
             live.feed(event)
@@ -372,8 +396,7 @@ class Engine:
                     self.timeline.set_step(incident_id, event.step_id, "running")
             self.on_runner_event(event)
             self.record.runner_event(incident_id, planned, event)
-            if not held:
-                self._claim_resolved(incident, event, held, planned)
+            self.claims.watch(incident.id, event, planned)
 
         result = self.executor.run(
             Batch(
@@ -382,7 +405,7 @@ class Engine:
                 steps=[p.invocation() for p in batch],
                 private_data_dir=run_dir,
                 runbook_dirs=self.settings.runbook_dirs,
-                context=ansible_context(self.settings, incident_id),
+                context={**ansible_context(self.settings, incident_id), "targets": self._pinned(incident_id)},
                 secret_values=secret_values,
                 inventory=incident.inventory,
                 limit=incident.host_limit,
@@ -403,46 +426,10 @@ class Engine:
                 )
                 continue
             stop = self._finish_step(incident_id, step, step_result, outputs)
-        if held:
-            self.record.held(incident_id, *held[0])
+        if self.claims.held:
+            self.record.held(incident_id, *self.claims.held[0])
             return IncidentStatus.FAILED
         return stop
-
-    def _claim_resolved(
-        self,
-        incident: Incident,
-        event: RunnerEvent,
-        held: list[tuple[str, str, str]],
-        planned: Mapping[str, PlannedStep],
-    ) -> None:
-        """A module refused to act because another incident claimed the container on its host
-        first (container_held): stop this run and name the holder. Once a step reports the full
-        container ID it acted on, the claim is recorded on the controller too (inventory, host,
-        ID) and, if the host's claim was taken over from a finished incident, that is said."""
-        if not event.host:
-            return
-        if event.kind == "runner_on_failed" and event.result.get("reason") == EventKind.CONTAINER_HELD:
-            holder = event.result.get("held_by")
-            output = event.result.get("output")
-            cid = output.get("container_id") if isinstance(output, dict) else None
-            if isinstance(holder, str) and INCIDENT_ID.match(holder) and isinstance(cid, str):
-                held.append((holder, event.host, cid))
-                self.held_by = holder
-                self.cancel.cancel(f"container {cid[:12]} on {event.host} is held by incident {holder}")
-            return
-        if event.kind != "runner_on_ok" or event.step_id is None or event.step_id not in planned:
-            return
-        action = self.catalog.get(planned[event.step_id].step.action)
-        if action is None or action.target_output is None:  # the role acts on no container
-            return
-        facts = event.result.get("ansible_facts")
-        output = facts.get("responder_output") if isinstance(facts, dict) else None
-        cid = output.get(action.target_output) if isinstance(output, dict) else None
-        if not isinstance(cid, str) or not _FULL_ID.fullmatch(cid):
-            return
-        previous = output.get("claimed_from") if isinstance(output, dict) else None
-        if isinstance(previous, str) and INCIDENT_ID.match(previous):
-            self.record.claimed_from(incident.id, previous, event.host, cid)
 
     def _finish_step(
         self, incident_id: str, step: Step, step_result: StepResult, outputs: dict[str, dict[str, Any]]
@@ -487,4 +474,5 @@ class Engine:
                 f"{incident.playbook_path} changed since {incident.id} started (sha256 "
                 f"{incident.playbook_sha256[:12]} -> {playbook.sha256[:12]}); restore it or start a new incident"
             )
-        return playbook
+        cap = incident.trigger.get("max_targets")
+        return fleet_playbook(playbook, incident.params, cap if isinstance(cap, int) else None)

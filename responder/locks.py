@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from responder.playbook.model import Playbook
+
 _HEX = re.compile(r"^[0-9a-f]{12,64}$")
 
 
@@ -20,10 +22,14 @@ def container_key(reference: str) -> str:
     return ref[:12] if _HEX.match(ref) else ref
 
 
-def lock_key(params: Mapping[str, Any], limit: str | None, inventory: str | None) -> str | None:
-    """Keyed on the playbook's `container` param (the shipped playbooks' convention) and where it
-    runs (inventory and host limit). None when the playbook names no container."""
-    container = params.get("container")
+def lock_key(
+    playbook: Playbook, params: Mapping[str, Any], limit: str | None, inventory: str | None
+) -> str | None:
+    """Keyed on the container the playbook's `targets` param names and where it runs (inventory
+    and host limit). None when it names no single container: a playbook without a targets param,
+    or a fleet, whose containers are claimed one by one on their hosts."""
+    spec = playbook.target_param
+    container = params.get(spec.name) if spec else None
     if not isinstance(container, str) or not container:
         return None
     return f"{inventory or 'localhost'}|{limit or 'all'}|{container_key(container)}"

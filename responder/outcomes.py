@@ -24,11 +24,13 @@ class StepTally:
     failed: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     not_done: tuple[str, ...] = ()
+    partly_done: tuple[str, ...] = ()  # fleet steps that failed on some of their containers
 
     def as_dict(self) -> dict[str, list[str]]:
-        """The four lists as JSON-ready lists."""
+        """The lists as JSON-ready lists."""
         return {
             "done": list(self.done),
+            "partly_done": list(self.partly_done),
             "failed": list(self.failed),
             "skipped": list(self.skipped),
             "not_done": list(self.not_done),
@@ -37,6 +39,8 @@ class StepTally:
     def line(self) -> str:
         """One line for people: `done a, b; failed c; not done d` (skipped only when there are some)."""
         parts = [f"done {', '.join(self.done) or 'nothing'}"]
+        if self.partly_done:
+            parts.append(f"partly done {', '.join(self.partly_done)}")
         if self.failed:
             parts.append(f"failed {', '.join(self.failed)}")
         if self.skipped:
@@ -52,16 +56,19 @@ def tally_steps(outcomes: Iterable[tuple[str, str]]) -> StepTally:
     failed: list[str] = []
     skipped: list[str] = []
     not_done: list[str] = []
+    partly: list[str] = []
     for step_id, outcome in outcomes:
         if outcome == StepOutcome.SUCCEEDED:
             done.append(step_id)
+        elif outcome == StepOutcome.PARTIAL:
+            partly.append(step_id)
         elif outcome == StepOutcome.SKIPPED:
             skipped.append(step_id)
         elif outcome in _NOT_DONE or outcome == "running":
             not_done.append(step_id)
         else:
             failed.append(step_id)
-    return StepTally(tuple(done), tuple(failed), tuple(skipped), tuple(not_done))
+    return StepTally(tuple(done), tuple(failed), tuple(skipped), tuple(not_done), tuple(partly))
 
 
 def tally_mapping(outcomes: Mapping[str, str], order: Iterable[str] = ()) -> StepTally:

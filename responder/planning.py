@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from responder import targets
 from responder.catalog import Catalog, check_arguments
 from responder.errors import PlaybookError, Problem, StateError
 from responder.execution.ansible_input import StepInvocation
@@ -47,6 +48,7 @@ class RunRequest:
     alert_id: int | None = None  # the queued alert this run answers (server workers)
     # run inside the transaction that creates the incident (the intake marks its alert started)
     on_open: Callable[[sqlite3.Connection, str], None] | None = None
+    max_targets: int | None = None  # the operator's explicit override of the playbook's cap
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class PlannedStep:
     args: Mapping[str, Any]
     secret_args: Mapping[str, str]
     skipped: str | None = None
+    # In a fleet incident: the argument that names the container; each host fills it with its
+    # own resolved containers (see responder.targets).
+    target_arg: str | None = None
 
     def invocation(self) -> StepInvocation:
         """What the executor runs for this step."""
@@ -68,6 +73,7 @@ class PlannedStep:
             hosts=self.step.hosts or "all",
             on_failure=self.step.on_failure,
             timeout=self.step.timeout,
+            target_arg=self.target_arg,
         )
 
 
@@ -106,8 +112,15 @@ def depends_on(step: Step, batch_ids: set[str]) -> bool:
     return bool(refs & batch_ids)
 
 
-def plan_step(step: Step, context: Mapping[str, Any], secrets: SecretValues, catalog: Catalog) -> PlannedStep:
-    """Render a step's arguments and check them against its role; PlaybookError if they do not fit."""
+def plan_step(
+    step: Step,
+    context: Mapping[str, Any],
+    secrets: SecretValues,
+    catalog: Catalog,
+    target_arg: str | None = None,
+) -> PlannedStep:
+    """Render a step's arguments and check them against its role; PlaybookError if they do not
+    fit. `target_arg`: in a fleet, the argument each host fills with its own containers."""
     if step.when is not None and not templating.evaluate(step.when, context):
         return PlannedStep(step, {}, {}, skipped=f"skipped: `when: {step.when}` is false")
     action = catalog.get(step.action)
@@ -137,7 +150,52 @@ def plan_step(step: Step, context: Mapping[str, Any], secrets: SecretValues, cat
     problems = [p for p in problems if not any(p.message.endswith(f"argument {a!r}") for a in secret_args)]
     if problems:
         raise PlaybookError(problems)
-    return PlannedStep(step, args, secret_args)
+    return PlannedStep(step, args, secret_args, target_arg=target_arg)
+
+
+def fleet_playbook(playbook: Playbook, params: Mapping[str, Any], max_targets: int | None = None) -> Playbook:
+    """The playbook as a fleet incident runs it: with a first `targets` step that resolves the
+    target selectors on every host and refuses more than the cap. Unchanged for one container."""
+    spec = playbook.target_param
+    if spec is None or not targets.is_fleet(params.get(spec.name)):
+        return playbook
+    resolve = Step(
+        id=targets.TARGETS_STEP,
+        action=targets.RESOLVE_ROLE,
+        with_={
+            "selectors": f"{{{{ params.{spec.name} }}}}",
+            "max_targets": max_targets or playbook.max_targets,
+        },
+        timeout=120,
+        description="resolve the targets to containers on every host (the blast radius)",
+    )
+    return replace(playbook, steps=(resolve, *playbook.steps))
+
+
+def target_argument(step: Step, playbook: Playbook) -> str | None:
+    """The argument of `step` that passes the playbook's targets param straight through
+    (`container: "{{ params.container }}"`): in a fleet it becomes each host's containers."""
+    spec = playbook.target_param
+    if spec is None or step.id == targets.TARGETS_STEP:
+        return None
+    exact = re.compile(r"\{\{\s*params\." + re.escape(spec.name) + r"\s*\}\}")
+    return next((k for k, v in step.with_.items() if isinstance(v, str) and exact.fullmatch(v.strip())), None)
+
+
+def pinned_targets(finished: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, list[str]]:
+    """Each host's containers for steps after the first batch, from the recorded step results
+    in order ((step ID, outputs by host)): what `targets` resolved, less what later steps
+    dropped (containers gone, or held by another incident)."""
+    pinned: dict[str, list[str]] = {}
+    for step_id, by_host in finished:
+        for host, out in by_host.items():
+            if not isinstance(out, dict):
+                continue
+            if step_id == targets.TARGETS_STEP and isinstance(out.get("targets"), list):
+                pinned[host] = [str(t.get("container_id")) for t in out["targets"] if isinstance(t, dict)]
+            elif out.get("fleet") and isinstance(out.get("remaining"), list) and host in pinned:
+                pinned[host] = [str(c) for c in out["remaining"]]
+    return pinned
 
 
 def merge_outputs(result: StepResult) -> dict[str, Any]:
@@ -183,26 +241,53 @@ class ReleaseTarget:
     params: Mapping[str, Any]
 
 
+def _per_target(attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """One attempt's outputs keyed `host` (one container) or `host/<full ID>` (each container of
+    a fleet step that succeeded on it): the unit release undoes."""
+    out: dict[str, Any] = {}
+    for host, recorded in attempt.items():
+        if isinstance(recorded, dict) and recorded.get("fleet") and isinstance(recorded.get("targets"), dict):
+            for cid, entry in recorded["targets"].items():
+                if (
+                    isinstance(entry, dict)
+                    and entry.get("outcome") == "succeeded"
+                    and isinstance(entry.get("output"), dict)
+                ):
+                    out[f"{host}/{cid}"] = entry["output"]
+        else:
+            out[host] = recorded
+    return out
+
+
 def undo_plan(
     target: ReleaseTarget,
     playbook: Playbook,
     ledger: Mapping[str, str],
     attempts: Mapping[str, list[dict[str, Any]]],
     catalog: Catalog,
+    only_container: str | None = None,
 ) -> list[PlannedStep]:
-    """The undo steps for release: in reverse order, host by host, the undo action each succeeded
-    step's role declares, its arguments rendered over what that step recorded on the host."""
+    """The undo steps for release: in reverse order, host by host (and in a fleet, container by
+    container), the undo action each succeeded step's role declares, its arguments rendered over
+    what that step recorded. `only_container` (a full ID, ID prefix or name) limits it to one."""
     planned: list[PlannedStep] = []
     for step in reversed(playbook.steps):
         action = catalog.get(step.action)
-        if ledger.get(step.id) != StepOutcome.SUCCEEDED or action is None or not action.undo_action:
+        if (
+            ledger.get(step.id) not in (StepOutcome.SUCCEEDED, StepOutcome.PARTIAL)
+            or action is None
+            or not action.undo_action
+        ):
             continue
         undo = catalog.get(action.undo_action)
         assert undo is not None  # load_catalog refuses unknown undo actions
-        merged = merge_attempts(attempts.get(step.id, []), action.undo_gather)
-        for index, (host, recorded) in enumerate(sorted(merged.items())):
+        merged = merge_attempts([_per_target(a) for a in attempts.get(step.id, [])], action.undo_gather)
+        for index, (key, recorded) in enumerate(sorted(merged.items())):
+            host = key.partition("/")[0]
             if not _ONE_HOST.fullmatch(host):
                 raise StateError(f"host name {host!r} recorded for step {step.id} cannot be targeted")
+            if only_container and not _names_container(recorded, only_container):
+                continue
             context = {
                 "outputs": recorded,
                 "params": dict(target.params),
@@ -220,16 +305,22 @@ def undo_plan(
             )
             if problems:
                 raise PlaybookError(problems)
+            label = str(recorded.get("container_name") or "") or str(recorded.get("container_id", ""))[:12]
             undo_step = Step(
                 id=f"undo_{step.id}_{index}",
                 action=undo.name,
                 on_failure=OnFailure.CONTINUE,
                 timeout=300,
                 hosts=host,
-                description=f"undo {step.id} on {host}",
+                description=f"undo {step.id} on {host}" + (f" for {label}" if "/" in key else ""),
             )
             planned.append(PlannedStep(undo_step, args, {}))
     return planned
+
+
+def _names_container(recorded: Mapping[str, Any], wanted: str) -> bool:
+    cid = str(recorded.get("container_id") or "")
+    return bool(cid) and (cid.startswith(wanted) or recorded.get("container_name") == wanted)
 
 
 def earlier_incidents(attempts: Mapping[str, list[dict[str, Any]]]) -> list[str]:
@@ -240,7 +331,7 @@ def earlier_incidents(attempts: Mapping[str, list[dict[str, Any]]]) -> list[str]
             str(out["claimed_from"])
             for tries in attempts.values()
             for by_host in tries
-            for out in by_host.values()
+            for out in _per_target(by_host).values()
             if isinstance(out, dict) and INCIDENT_ID.match(str(out.get("claimed_from", "")))
         }
     )

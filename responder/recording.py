@@ -34,6 +34,18 @@ class RunOutcome:
     awaiting_step: str | None = None
 
 
+def per_container(outputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A host's step outputs as one mapping per container: a fleet step's per-container
+    outputs, or the single container's outputs as they are."""
+    if outputs.get("fleet") and isinstance(outputs.get("targets"), dict):
+        return [
+            t["output"]
+            for t in outputs["targets"].values()
+            if isinstance(t, dict) and isinstance(t.get("output"), dict)
+        ]
+    return [outputs]
+
+
 class Recorder:
     """Writes one engine's incidents onto the timeline; `on_event` hears of every event written."""
 
@@ -76,7 +88,10 @@ class Recorder:
             severity=playbook.severity,
             params=dict(request.params),
             secret_params=tuple(sorted(request.secrets.values)),
-            trigger=dict(request.trigger),
+            trigger={
+                **request.trigger,
+                **({"max_targets": request.max_targets} if request.max_targets else {}),
+            },
             inventory=request.inventory,
             host_limit=request.limit,
             next_step=None,
@@ -189,22 +204,23 @@ class Recorder:
         action = self.catalog.get(step.action)
         recorded = False
         for host, host_result in result.hosts.items():
-            for warning in host_result.outputs.get("warnings") or []:
-                self.event(incident_id, EventKind.STEP_WARNING, str(warning), step=step.id, host=host)
-            for declared in action.timeline if action else ():
-                for message, fields in declared.events(host_result.outputs):
-                    self.event(
-                        incident_id,
-                        declared.kind,
-                        message,
-                        step=step.id,
-                        host=host,
-                        data={**fields, "host": host},
-                    )
-            items = host_result.outputs.get("evidence")
-            for item in items if isinstance(items, list) else []:
-                if isinstance(item, dict):
-                    recorded = self._evidence(incident_id, step.id, host, item) or recorded
+            for outputs in per_container(host_result.outputs):
+                for warning in outputs.get("warnings") or []:
+                    self.event(incident_id, EventKind.STEP_WARNING, str(warning), step=step.id, host=host)
+                for declared in action.timeline if action else ():
+                    for message, fields in declared.events(outputs):
+                        self.event(
+                            incident_id,
+                            declared.kind,
+                            message,
+                            step=step.id,
+                            host=host,
+                            data={**fields, "host": host},
+                        )
+                items = outputs.get("evidence")
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, dict):
+                        recorded = self._evidence(incident_id, step.id, host, item) or recorded
         if recorded:
             write_manifest(self.timeline, incident_id, self.settings.evidence_dir / incident_id)
 
@@ -264,21 +280,29 @@ class Recorder:
         )
         return True
 
-    def held(self, incident_id: str, holder: str, host: str, cid: str) -> None:
-        """Another open incident holds the container on its host: this run stopped before acting;
-        both timelines say so."""
+    def held(
+        self, incident_id: str, holder: str, host: str, cid: str, fleet: bool = False, name: str = ""
+    ) -> None:
+        """Another open incident holds the container on its host: this run stopped before acting
+        (or, in a fleet, skipped that container and went on with the rest); both timelines say so."""
+        label = f"{cid[:12]}" + (f" ({name})" if name else "")
         self.event(
             incident_id,
             EventKind.CONTAINER_HELD,
-            f"container {cid[:12]} on {host} is already handled by incident {holder}; this run "
-            "stopped so that two incidents never act on it at once",
+            f"container {label} on {host} is already handled by incident {holder}; "
+            + (
+                "this incident skips it and goes on with its other containers"
+                if fleet
+                else "this run stopped so that two incidents never act on it at once"
+            ),
             host=host,
-            data={"holder": holder, "container_id": cid},
+            data={"holder": holder, "container_id": cid, "container_name": name},
         )
         self.event(
             holder,
             EventKind.DUPLICATE_INCIDENT,
-            f"incident {incident_id} reached this incident's container {cid[:12]} on {host} and stopped",
+            f"incident {incident_id} reached this incident's container {label} on {host} and "
+            + ("skipped it" if fleet else "stopped"),
             host=host,
             data={"incident": incident_id, "container_id": cid},
         )
@@ -323,7 +347,11 @@ class Recorder:
                 self.step(incident_id, step.id, StepOutcome.NOT_RUN, "not run")
         ledger = self.timeline.steps(incident_id)
         if stop is None:
-            failed = [sid for sid, (status, _) in ledger.items() if status == StepOutcome.FAILED]
+            failed = [
+                sid
+                for sid, (status, _) in ledger.items()
+                if status in (StepOutcome.FAILED, StepOutcome.PARTIAL)
+            ]
             stop = IncidentStatus.FAILED if failed else IncidentStatus.SUCCEEDED
         statuses = {sid: status for sid, (status, _) in ledger.items()}
         tally = tally_mapping(statuses, [s.id for s in playbook.steps])

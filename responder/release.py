@@ -7,6 +7,7 @@ not undone here: the operator is told which incident to release."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from responder.errors import StateError
@@ -14,15 +15,19 @@ from responder.execution.events import StepOutcome
 from responder.params import SecretValues
 from responder.planning import ReleaseTarget, earlier_incidents, undo_plan
 from responder.recording import RunOutcome
+from responder.targets import CONTAINER_REF
 from responder.vocabulary import EventKind, IncidentStatus
 
 if TYPE_CHECKING:
     from responder.engine import Engine
 
 
-def release(engine: Engine, incident_id: str, actor: str, reason: str) -> RunOutcome:
+def release(
+    engine: Engine, incident_id: str, actor: str, reason: str, container: str | None = None
+) -> RunOutcome:
     """Reverse containment: run, in reverse order and host by host, the undo action each
-    succeeded step's role declares. Only ever on an explicit human or API request."""
+    succeeded step's role declares. Only ever on an explicit human or API request. With
+    `container`, only that container of a fleet incident: the incident stays as it is."""
     incident = engine.timeline.incident(incident_id)
     if incident.status in (IncidentStatus.RUNNING, IncidentStatus.RELEASED):
         raise StateError(
@@ -40,16 +45,27 @@ def release(engine: Engine, incident_id: str, actor: str, reason: str) -> RunOut
             and isinstance(event.data.get("outputs"), dict)
         ):
             attempts.setdefault(event.step, []).append(dict(event.data["outputs"]))
+    if container is not None and not CONTAINER_REF.fullmatch(container):
+        raise StateError(f"--container {container!r}: expected a container name, ID or ID prefix")
+    target = ReleaseTarget(incident_id, incident.playbook, incident.playbook_path, incident.params)
+    statuses = {sid: status for sid, (status, _) in ledger.items()}
+    planned = undo_plan(target, playbook, statuses, attempts, engine.catalog, container)
+    if container is not None and not planned:
+        raise StateError(
+            f"nothing of incident {incident_id} to undo for container {container!r}: it is not one of "
+            "the containers its steps acted on (see `responder show`)"
+        )
+    if container is not None:
+        planned = [replace(p, step=replace(p.step, id=f"{p.step.id}_{container[:12]}")) for p in planned]
     engine.record.event(
         incident_id,
         EventKind.RELEASE_REQUESTED,
-        f"release requested by {actor}: {reason}",
+        f"release requested by {actor}"
+        + (f" for container {container}" if container else "")
+        + f": {reason}",
         actor=actor,
-        data={"reason": reason},
+        data={"reason": reason, **({"container": container} if container else {})},
     )
-    target = ReleaseTarget(incident_id, incident.playbook, incident.playbook_path, incident.params)
-    statuses = {sid: status for sid, (status, _) in ledger.items()}
-    planned = undo_plan(target, playbook, statuses, attempts, engine.catalog)
     earlier = earlier_incidents(attempts)
     hint = (
         f"; incident {', '.join(earlier)} changed this container before this one: release "
@@ -70,11 +86,8 @@ def release(engine: Engine, incident_id: str, actor: str, reason: str) -> RunOut
         return engine.record.outcome(incident_id)
     number = sum(1 for e in engine.timeline.events(incident_id) if e.kind == EventKind.BATCH_STARTED) + 1
     engine.run_batch(incident, playbook, planned, SecretValues({}), number, {})
-    results = {
-        sid: status
-        for sid, (status, _) in engine.timeline.steps(incident_id).items()
-        if sid.startswith("undo_")
-    }
+    ran = {p.step.id for p in planned}
+    results = {sid: status for sid, (status, _) in engine.timeline.steps(incident_id).items() if sid in ran}
     failed = sorted(sid for sid, status in results.items() if status != StepOutcome.SUCCEEDED)
     if failed:
         engine.record.event(
@@ -83,6 +96,15 @@ def release(engine: Engine, incident_id: str, actor: str, reason: str) -> RunOut
             f"release incomplete: {', '.join(failed)} did not succeed",
             actor=actor,
             data={"failed": failed},
+        )
+    elif container is not None:
+        engine.record.event(
+            incident_id,
+            EventKind.CONTAINER_RELEASED,
+            f"container {container} released by {actor}: {', '.join(sorted(results))}; the incident's "
+            "other containers stay contained",
+            actor=actor,
+            data={"container": container, "undone": sorted(results), "reason": reason},
         )
     else:
         engine.timeline.set_status(incident_id, IncidentStatus.RELEASED)

@@ -170,10 +170,11 @@ class Service:
                 incident_id, secrets_from_env(incident.secret_params), actor
             )
 
-    def release(self, incident_id: str, actor: str, reason: str) -> RunOutcome:
-        """Reverse containment (an explicit request, with a reason on the timeline)."""
+    def release(self, incident_id: str, actor: str, reason: str, container: str | None = None) -> RunOutcome:
+        """Reverse containment (an explicit request, with a reason on the timeline): the whole
+        incident, or one container of a fleet incident."""
         with self.signals():
-            return self.engine.release(incident_id, actor, reason)
+            return self.engine.release(incident_id, actor, reason, container)
 
     def verify(self, incident_id: str, actor: str) -> list[Verification]:
         """Re-hash an incident's evidence; the verification itself goes on the chain of custody."""
@@ -235,9 +236,9 @@ class Service:
         except ContainerBusy as exc:
             attach_alert(self.timeline, alert.id, exc.holder, alert.summary)
             return AlertRun(None, exc.holder)
-        if self.engine.held_by:  # the same container, reached by another reference: join its holder
-            attach_alert(self.timeline, alert.id, self.engine.held_by, alert.summary)
-            return AlertRun(outcome, self.engine.held_by)
+        if self.engine.claims.held_by:  # the same container, reached by another reference: join its holder
+            attach_alert(self.timeline, alert.id, self.engine.claims.held_by, alert.summary)
+            return AlertRun(outcome, self.engine.claims.held_by)
         return AlertRun(outcome)
 
     # plumbing ----------------------------------------------------------------------------------

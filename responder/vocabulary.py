@@ -25,6 +25,7 @@ class EventKind(StrEnum):
     DOCKER_UNAVAILABLE = "docker_unavailable"
     RELEASE_REQUESTED = "release_requested"
     RELEASE_FAILED = "release_failed"
+    CONTAINER_RELEASED = "container_released"  # one container of a fleet incident
     # steps and what Ansible reported
     BATCH_STARTED = "batch_started"
     STEP_STARTED = "step_started"

@@ -108,9 +108,15 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet)
     try:
-        outcome = service.release(args.incident, resolve_actor(args.actor), args.reason)
+        outcome = service.release(args.incident, resolve_actor(args.actor), args.reason, args.container)
     finally:
         service.finish()
+    if args.container:
+        failed = [s for s, status in outcome.steps.items() if s.startswith("undo_") and status != "succeeded"]
+        print(
+            f"{args.incident}: container {args.container} " + ("not fully released" if failed else "released")
+        )
+        return 3 if failed else 0
     print(f"{args.incident}: {outcome.status}")
     return 0 if outcome.status == "released" else 3
 

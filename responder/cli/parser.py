@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="approve a gated step up front (repeatable; 'all' for every gate); recorded as yours",
     )
+    run.add_argument(
+        "--max-targets",
+        type=_positive_int,
+        metavar="N",
+        help="act on up to N containers (overrides the playbook's max_targets, after --dry-run showed them)",
+    )
     run.add_argument("--as", dest="actor", help="who is running this (default: user@host)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
 
@@ -95,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     release = command("release", "reverse an incident's containment (reconnect networks, unpause)")
     release.add_argument("incident")
     release.add_argument("--reason", required=True, help="why; recorded on the timeline")
+    release.add_argument(
+        "--container",
+        metavar="REF",
+        help="release only this container of a fleet incident (full ID, ID prefix or name)",
+    )
     release.add_argument("--as", dest="actor", help="who releases (default: user@host)")
     release.add_argument("--quiet", action="store_true")
 
@@ -143,3 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     deny.add_argument("--as", dest="actor", help="who refuses (default: user@host)")
     deny.add_argument("--reason", default="", help="why, for the timeline")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -38,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit=args.limit,
         trigger={"source": "cli", "command": "run"},
         pre_approved=tuple(args.approve),
-        lock_key=None if args.dry_run else lock_key(values, args.limit, inventory),
+        lock_key=None if args.dry_run else lock_key(playbook, values, args.limit, inventory),
+        max_targets=args.max_targets,
     )
     if args.dry_run:
         from responder.progress import print_dry_run

@@ -31,10 +31,16 @@ class StepInvocation:
     hosts: str = "all"
     on_failure: OnFailure = OnFailure.ABORT
     timeout: int = 600
+    target_arg: str | None = None  # fleet: filled per host with that host's containers
 
 
 class _UnsafeDumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        # No anchors: PyYAML tracks objects by id(), and the temporary key nodes built in
+        # _plain_keys free ids that a later value may reuse, turning that value into an alias
+        # of a key (a fleet's selectors came out as the string "targets"). Every value is
+        # written out in full instead.
+        return True
 
 
 def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
@@ -77,6 +83,15 @@ def _secret_expr(step_id: str, arg: str) -> str:
 MODULE_ENV: Mapping[str, str] = {"PYTHONUNBUFFERED": ""}
 
 
+# A fleet step's containers on this host: what the resolve_targets step (or an earlier step of
+# this run, having dropped containers that are gone or held) left in the host fact, else what
+# the engine pinned for the host from earlier runs of this incident. Trusted text; it reads data.
+_TARGETS_EXPR = (
+    "{{ responder_targets if responder_targets is defined "
+    "else (responder.targets | default({}))[inventory_hostname] | default([]) }}"
+)
+
+
 def build_playbook(
     steps: Sequence[StepInvocation], environment: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
@@ -92,6 +107,8 @@ def build_playbook(
         }
         for arg in step.secret_args:
             role_vars[arg] = _secret_expr(step.step_id, arg)
+        if step.target_arg:
+            role_vars[step.target_arg] = _TARGETS_EXPR
         include: dict[str, Any] = {
             "name": f"{STEP_PLAY_PREFIX}{step.step_id}",
             # responder has already checked the arguments against this role's argument_specs, before

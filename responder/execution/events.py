@@ -17,6 +17,8 @@ class StepOutcome(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # A fleet step that succeeded on some of its containers and failed on others.
+    PARTIAL = "partial"
     UNREACHABLE = "host_unreachable"
     CONFIG_ERROR = "config_error"
     TIMED_OUT = "timed_out"
@@ -32,6 +34,7 @@ SEVERITY_ORDER = [
     StepOutcome.TIMED_OUT,
     StepOutcome.UNREACHABLE,
     StepOutcome.FAILED,
+    StepOutcome.PARTIAL,
     StepOutcome.NOT_RUN,
     StepOutcome.SUCCEEDED,
     StepOutcome.SKIPPED,
@@ -102,6 +105,29 @@ def from_runner(raw: Mapping[str, Any]) -> RunnerEvent:
         stdout=str(raw.get("stdout", "") or ""),
         ignore_errors=bool(data.get("ignore_errors")),
     )
+
+
+def fleet_failures(outputs: Mapping[str, Any]) -> list[str]:
+    """The containers a fleet step failed on (empty for a single-container step)."""
+    if not outputs.get("fleet"):
+        return []
+    failed = outputs.get("failed")
+    return [str(c) for c in failed] if isinstance(failed, list) else []
+
+
+def failed_line(outputs: Mapping[str, Any], failed: list[str]) -> str:
+    """`2 of 50 containers failed: web-7 (gone: no such container ...), ...`."""
+    found = outputs.get("targets")
+    targets: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    total = len(targets)
+    parts = []
+    for cid in failed[:5]:
+        entry = targets.get(cid) or {}
+        parts.append(
+            f"{entry.get('container_name') or cid[:12]} ({entry.get('message') or entry.get('reason') or 'failed'})"
+        )
+    more = f", and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return f"{len(failed)} of {total} containers failed: {', '.join(parts)}{more}"
 
 
 @dataclass
@@ -180,6 +206,11 @@ class Classifier:
                 host.outputs = dict(facts["responder_output"])
             if host.outcome is StepOutcome.NOT_RUN:
                 host.outcome = StepOutcome.SUCCEEDED
+            failed = fleet_failures(host.outputs) if event.action and "responder_" in event.action else []
+            if failed and host.outcome is StepOutcome.SUCCEEDED:
+                host.outcome = StepOutcome.PARTIAL
+                host.reason = "targets_failed"
+                host.message = failed_line(host.outputs, failed)
         elif event.kind == "runner_on_failed" and not event.ignore_errors:
             host.outcome = StepOutcome.CONFIG_ERROR if event.looks_like_config_error else StepOutcome.FAILED
             host.message = event.message

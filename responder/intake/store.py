@@ -289,7 +289,9 @@ class AlertStore:
             reason=reason,
             received_at=now_iso,
             expires_at=now + window if alert.windowed else None,
-            lock=lock_key(params, intake.limit, self.inventory) if state == "queued" else None,
+            lock=lock_key(playbook, params, intake.limit, self.inventory)
+            if state == "queued" and playbook
+            else None,
         )
         return Decision(state, alert_id, alert.dedup_key, None, playbook.name if playbook else None, reason)
 

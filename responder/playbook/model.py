@@ -31,6 +31,9 @@ class ParamType(StrEnum):
     INT = "int"
     BOOL = "bool"
     LIST = "list"
+    # The containers a playbook acts on: one name or ID, or several, or selectors (label:K=V,
+    # image:REF) resolved on each host at run time. See responder.targets.
+    TARGETS = "targets"
 
 
 class OnFailure(StrEnum):
@@ -81,6 +84,14 @@ TOP_FIELDS: dict[str, FieldSpec] = {
     ),
     "notify": FieldSpec(
         "object", "Who hears about incidents from this playbook: {slack_channel: '#incidents'}."
+    ),
+    "max_targets": FieldSpec(
+        "integer",
+        "Most containers a run may act on; a run whose targets resolve to more is refused before "
+        "anything changes (override with `responder run --max-targets N`).",
+        minimum=1,
+        maximum=10000,
+        default=50,
     ),
 }
 
@@ -233,6 +244,12 @@ class Playbook:
     match: Mapping[str, Any] | list[Mapping[str, Any]] | None = None
     version: int = 1
     notify: Mapping[str, Any] = field(default_factory=dict)
+    max_targets: int = 50
+
+    @property
+    def target_param(self) -> ParamSpec | None:
+        """The param of type `targets` (at most one): the containers the playbook acts on."""
+        return next((p for p in self.params if p.type is ParamType.TARGETS), None)
 
     def param(self, name: str) -> ParamSpec | None:
         """A declared param by name."""

@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from responder import targets
 from responder.errors import UsageError
 from responder.playbook.model import ParamSpec, ParamType
 
@@ -40,6 +41,12 @@ def coerce(spec: ParamSpec, raw: Any) -> Any:
             value = raw.strip().lower() == "true"
         else:
             raise ParamValueError(f"expected true or false, got {raw!r}")
+    elif spec.type is ParamType.TARGETS:
+        items = _as_list(raw, "a container reference, or a list of references and selectors")
+        try:
+            value = targets.normalise(_clean(i) for i in items)
+        except targets.TargetSyntaxError as exc:
+            raise ParamValueError(str(exc)) from exc
     else:
         if isinstance(raw, str):
             text = raw.strip()
@@ -60,6 +67,22 @@ def coerce(spec: ParamSpec, raw: Any) -> Any:
             if not re.fullmatch(spec.pattern, str(item)):
                 raise ParamValueError(f"{item!r} does not match the pattern {spec.pattern}")
     return value
+
+
+def _as_list(raw: Any, what: str) -> list[str]:
+    """A CLI string (a,b,c or a JSON list) or a JSON/YAML value as a list of strings."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ParamValueError(f"not a JSON list: {exc.msg}") from exc
+        else:
+            raw = [item.strip() for item in text.split(",") if item.strip()]
+    if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
+        raise ParamValueError(f"expected {what} (a,b,c or a JSON list of strings)")
+    return raw
 
 
 def _clean(text: str) -> str:

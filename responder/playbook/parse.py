@@ -142,6 +142,7 @@ class _Validator:
             match=data.get("match"),
             version=data.get("version", 1),
             notify=data.get("notify") or {},
+            max_targets=data.get("max_targets", 50),
         )
 
     def params(self, raw: Any) -> dict[str, ParamSpec]:
@@ -187,6 +188,13 @@ class _Validator:
                 except ParamValueError as exc:
                     self.add((*path, "default"), f"default does not fit the param: {exc}")
             out[name] = spec
+        targets = [n for n, p in out.items() if p.type is ParamType.TARGETS]
+        for extra in targets[1:]:
+            self.add(
+                ("params", extra, "type"),
+                f"only one param may be of type targets (already {targets[0]!r})",
+                "make the others `list` params",
+            )
         return out
 
     def match(self, raw: Any, params: dict[str, ParamSpec], path: Path_) -> None:

@@ -16,20 +16,14 @@ options:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import Docker, DockerError, claim_for_run
+from ansible.module_utils.responder_targets import run_for_targets
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            container=dict(type="str", required=True),
-            state=dict(type="str", required=True, choices=["paused", "running"]),
-        ),
-        supports_check_mode=True,
-    )
-    docker = Docker()
+def act(module, docker, ref):
+    """Act on one container (`ref`); ends with module.exit_json or module.fail_json."""
     want_paused = module.params["state"] == "paused"
     try:
-        data = docker.resolve(module.params["container"])
+        data = docker.resolve(ref)
         cid = data["Id"]
         state = data.get("State") or {}
         output = {"container_id": cid, "already_paused": bool(state.get("Paused"))}
@@ -55,6 +49,17 @@ def main():
             output=output,
         )
     module.exit_json(changed=change, output=output, ansible_facts={"responder_output": output})
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container=dict(type="raw", required=True),
+            state=dict(type="str", required=True, choices=["paused", "running"]),
+        ),
+        supports_check_mode=True,
+    )
+    run_for_targets(module, Docker(), act, workers=16)
 
 
 if __name__ == "__main__":

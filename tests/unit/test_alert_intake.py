@@ -234,15 +234,18 @@ def test_generic_payload() -> None:
         alerts_mod.parse_generic({"id": "1", "name": "x", "status": "open"})
 
 
-def test_container_key_treats_short_and_full_ids_alike() -> None:
+def test_container_key_treats_short_and_full_ids_alike(catalog: Catalog) -> None:
+    pb = load_playbook(shipped_dir("playbooks") / "contain-container.yml", catalog)
     full = "0123456789ab" + "c" * 52
     assert container_key(full) == container_key("0123456789AB") == "0123456789ab"
     assert container_key("web-1") == "web-1"
-    assert lock_key({"container": full}, "dockerhost", None) == lock_key(
-        {"container": "0123456789ab"}, "dockerhost", None
+    assert lock_key(pb, {"container": full}, "dockerhost", None) == lock_key(
+        pb, {"container": "0123456789ab"}, "dockerhost", None
     )
-    assert lock_key({"container": "web"}, None, None) != lock_key({"container": "web"}, "other", None)
-    assert lock_key({"value": "x"}, None, None) is None
+    assert lock_key(pb, {"container": "web"}, None, None) != lock_key(pb, {"container": "web"}, "other", None)
+    assert lock_key(pb, {"value": "x"}, None, None) is None
+    # A fleet holds no single key: its containers are claimed one by one on their hosts.
+    assert lock_key(pb, {"container": ["web-1", "web-2"]}, None, None) is None
 
 
 # routing ---------------------------------------------------------------------------------------

@@ -12,7 +12,14 @@ from responder.outcomes import tally_mapping, tally_steps
 def test_only_success_is_done(outcome: str) -> None:
     tally = tally_steps([("a", "succeeded"), ("b", outcome)])
     assert tally.done == ("a",)
-    assert "b" in tally.failed + tally.skipped + tally.not_done
+    assert "b" in tally.failed + tally.skipped + tally.not_done + tally.partly_done
+
+
+def test_a_fleet_step_that_failed_on_some_containers_is_partly_done_never_done() -> None:
+    tally = tally_steps([("targets", "succeeded"), ("isolate", "partial"), ("stop", "not_run")])
+    assert tally.done == ("targets",) and tally.partly_done == ("isolate",)
+    assert tally.line() == "done targets; partly done isolate; not done stop"
+    assert tally.as_dict()["partly_done"] == ["isolate"]
 
 
 def test_kinds_of_not_done() -> None:

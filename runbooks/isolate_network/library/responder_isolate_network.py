@@ -18,6 +18,7 @@ options:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import Docker, DockerError, claim_for_run, summary
+from ansible.module_utils.responder_targets import run_for_targets
 
 
 def network_record(name, cfg):
@@ -65,14 +66,10 @@ def refuse_shared_namespace(docker, data):
     return None
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(container=dict(type="str", required=True)),
-        supports_check_mode=True,
-    )
-    docker = Docker()
+def act(module, docker, ref):
+    """Act on one container (`ref`); ends with module.exit_json or module.fail_json."""
     try:
-        data = docker.resolve(module.params["container"])
+        data = docker.resolve(ref)
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
@@ -144,6 +141,14 @@ def main():
             output=output,
         )
     module.exit_json(changed=bool(disconnected), output=output, ansible_facts={"responder_output": output})
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(container=dict(type="raw", required=True)),
+        supports_check_mode=True,
+    )
+    run_for_targets(module, Docker(), act, workers=16)
 
 
 if __name__ == "__main__":

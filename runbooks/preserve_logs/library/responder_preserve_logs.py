@@ -25,21 +25,13 @@ from ansible.module_utils.responder_docker import (
     exit_cleanly_on_termination,
     summary,
 )
+from ansible.module_utils.responder_targets import run_for_targets
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            container=dict(type="str", required=True),
-            evidence_root=dict(type="str", required=True),
-            incident=dict(type="str", required=True),
-        ),
-        supports_check_mode=True,
-    )
-    exit_cleanly_on_termination()
-    docker = Docker()
+def act(module, docker, ref):
+    """Act on one container (`ref`); ends with module.exit_json or module.fail_json."""
     try:
-        data = docker.resolve(module.params["container"])
+        data = docker.resolve(ref)
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
@@ -77,6 +69,19 @@ def main():
 
     output["evidence"] = evidence
     module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container=dict(type="raw", required=True),
+            evidence_root=dict(type="str", required=True),
+            incident=dict(type="str", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    exit_cleanly_on_termination()
+    run_for_targets(module, Docker(), act, workers=8)
 
 
 if __name__ == "__main__":

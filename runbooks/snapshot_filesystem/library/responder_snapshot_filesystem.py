@@ -40,6 +40,7 @@ from ansible.module_utils.responder_docker import (
     summary,
     utc_now,
 )
+from ansible.module_utils.responder_targets import run_for_targets
 
 
 class _WriterFile(object):
@@ -77,23 +78,11 @@ def tool_versions(docker, data):
     return versions
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            container=dict(type="str", required=True),
-            pause=dict(type="bool", default=True),
-            include_volumes=dict(type="bool", default=False),
-            export=dict(type="bool", default=True),
-            evidence_root=dict(type="str", required=True),
-            incident=dict(type="str", required=True),
-        ),
-        supports_check_mode=True,
-    )
+def act(module, docker, ref):
+    """Act on one container (`ref`); ends with module.exit_json or module.fail_json."""
     p = module.params
-    exit_cleanly_on_termination()
-    docker = Docker()
     try:
-        data = docker.resolve(p["container"])
+        data = docker.resolve(ref)
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
@@ -247,6 +236,22 @@ def main():
             output=output,
         )
     module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container=dict(type="raw", required=True),
+            pause=dict(type="bool", default=True),
+            include_volumes=dict(type="bool", default=False),
+            export=dict(type="bool", default=True),
+            evidence_root=dict(type="str", required=True),
+            incident=dict(type="str", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    exit_cleanly_on_termination()
+    run_for_targets(module, Docker(), act, workers=4)
 
 
 if __name__ == "__main__":

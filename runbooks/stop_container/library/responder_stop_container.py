@@ -30,28 +30,18 @@ from ansible.module_utils.responder_docker import (
     exit_cleanly_on_termination,
     summary,
 )
+from ansible.module_utils.responder_targets import run_for_targets
 
 
 def captured(directory, cid, suffix):
     return bool(glob.glob(os.path.join(directory, "%s-*-%s" % (cid[:12], suffix))))
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            container=dict(type="str", required=True),
-            timeout=dict(type="int", default=10),
-            kill=dict(type="bool", default=False),
-            evidence_root=dict(type="str", required=True),
-            incident=dict(type="str", required=True),
-        ),
-        supports_check_mode=True,
-    )
+def act(module, docker, ref):
+    """Act on one container (`ref`); ends with module.exit_json or module.fail_json."""
     p = module.params
-    exit_cleanly_on_termination()
-    docker = Docker()
     try:
-        data = docker.resolve(p["container"])
+        data = docker.resolve(ref)
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
@@ -157,6 +147,21 @@ def main():
         "no logs to read (log driver %s)" % facts["log_driver"] if no_logs else "logs readable",
     )
     module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container=dict(type="raw", required=True),
+            timeout=dict(type="int", default=10),
+            kill=dict(type="bool", default=False),
+            evidence_root=dict(type="str", required=True),
+            incident=dict(type="str", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    exit_cleanly_on_termination()
+    run_for_targets(module, Docker(), act, workers=8)
 
 
 if __name__ == "__main__":
