@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from responder import fleet_view
 from responder.catalog import Catalog
 from responder.claims import ClaimWatch
 from responder.errors import PlaybookError, StateError
@@ -271,6 +272,10 @@ class Engine:
                 if step.approval is Approval.REQUIRED and step.id not in approved:
                     if batch:
                         break
+                    if self._skipped_by_when(incident_id, step, context):
+                        outputs[step.id] = {}
+                        index += 1
+                        continue  # a gate whose step will not run asks nobody
                     self.timeline.set_status(incident_id, IncidentStatus.AWAITING_APPROVAL, next_step=step.id)
                     self.record.event(
                         incident_id,
@@ -308,6 +313,20 @@ class Engine:
             if stop is not None:
                 return self.record.close(incident_id, playbook, stop, self.claims.held_by)
         return self.record.close(incident_id, playbook, None, self.claims.held_by)
+
+    def _skipped_by_when(self, incident_id: str, step: Step, context: Mapping[str, Any]) -> bool:
+        """A gated step whose `when:` is already false is skipped, not put to an approver."""
+        from responder.playbook import templating
+
+        try:
+            skip = step.when is not None and not templating.evaluate(step.when, context)
+        except Exception:
+            return False
+        if skip:
+            self.record.step(
+                incident_id, step.id, StepOutcome.SKIPPED, f"`when: {step.when}` is false; no approval needed"
+            )
+        return skip
 
     @staticmethod
     def _target_arg(step: Step, playbook: Playbook) -> str | None:
@@ -443,7 +462,7 @@ class Engine:
             incident_id,
             step.id,
             step_result.outcome,
-            step_result.message,
+            fleet_view.step_line(host_outputs) or step_result.message,
             merged,
             hosts={
                 h: {"outcome": r.outcome, "message": r.message, "reason": r.reason, "changed": r.changed}

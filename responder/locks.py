@@ -25,10 +25,12 @@ def container_key(reference: str) -> str:
 def lock_key(
     playbook: Playbook, params: Mapping[str, Any], limit: str | None, inventory: str | None
 ) -> str | None:
-    """Keyed on the container the playbook's `targets` param names and where it runs (inventory
-    and host limit). None when it names no single container: a playbook without a targets param,
-    or a fleet, whose containers are claimed one by one on their hosts."""
-    spec = playbook.target_param
+    """Keyed on the container the playbook's `targets` param names (or, in older playbooks, its
+    string param `container`) and where it runs (inventory and host limit). None when it names
+    no single container: a fleet's containers are claimed one by one on their hosts."""
+    # Playbooks written before the targets type name their container in a string param called
+    # `container`; they keep their lock.
+    spec = playbook.target_param or playbook.param("container")
     container = params.get(spec.name) if spec else None
     if not isinstance(container, str) or not container:
         return None

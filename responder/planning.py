@@ -122,7 +122,7 @@ def plan_step(
     """Render a step's arguments and check them against its role; PlaybookError if they do not
     fit. `target_arg`: in a fleet, the argument each host fills with its own containers."""
     if step.when is not None and not templating.evaluate(step.when, context):
-        return PlannedStep(step, {}, {}, skipped=f"skipped: `when: {step.when}` is false")
+        return PlannedStep(step, {}, {}, skipped=f"`when: {step.when}` is false")
     action = catalog.get(step.action)
     problems: list[Problem] = []
     file = str(context["incident"]["playbook"])

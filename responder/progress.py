@@ -6,8 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
+from responder import fleet_view
 from responder.execution.events import RunnerEvent, StepOutcome
 from responder.outcomes import tally_mapping
+from responder.targets import TARGETS_STEP
 from responder.vocabulary import EventKind
 
 if TYPE_CHECKING:
@@ -107,6 +109,12 @@ def print_dry_run(
             continue
         if not result.hosts:
             w(f"     {result.outcome}: {result.message}\n")
+        if step.id == TARGETS_STEP:
+            for line in fleet_view.blast_radius({h: r.outputs for h, r in result.hosts.items()}):
+                w(f"     {line}\n")
+        fleet = fleet_view.step_line({h: r.outputs for h, r in result.hosts.items()})
+        if fleet:
+            w(f"     {fleet}\n")
         for host, host_result in sorted(result.hosts.items()):
             out_data = host_result.outputs
             w(f"     host {host}: {host_result.outcome}")

@@ -20,6 +20,7 @@ from responder.outcomes import tally_mapping
 from responder.planning import PlannedStep, RunRequest
 from responder.playbook.model import Playbook, Step
 from responder.settings import Settings
+from responder.targets import describe
 from responder.timeline import Event, Incident, Timeline
 from responder.vocabulary import EventKind, IncidentStatus
 
@@ -32,6 +33,19 @@ class RunOutcome:
     status: IncidentStatus
     steps: Mapping[str, str]
     awaiting_step: str | None = None
+
+
+def _trigger(request: RunRequest) -> dict[str, Any]:
+    """What started the incident, plus what it acts on (`targets`, for Slack's root message and
+    the API) and an operator's explicit cap override (kept for a resumed run)."""
+    trigger = dict(request.trigger)
+    spec = request.playbook.target_param or request.playbook.param("container")
+    value = request.params.get(spec.name) if spec else None
+    if isinstance(value, (str, list)) and value:
+        trigger["targets"] = describe(value)
+    if request.max_targets:
+        trigger["max_targets"] = request.max_targets
+    return trigger
 
 
 def per_container(outputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -7,6 +7,7 @@ not undone here: the operator is told which incident to release."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,9 @@ def release(
             "the containers its steps acted on (see `responder show`)"
         )
     if container is not None:
-        planned = [replace(p, step=replace(p.step, id=f"{p.step.id}_{container[:12]}")) for p in planned]
+        # step IDs are identifiers (Ansible reads them as variable names): a name's '-' and '.' become '_'
+        suffix = re.sub(r"[^a-zA-Z0-9_]", "_", container)[:24]
+        planned = [replace(p, step=replace(p.step, id=f"{p.step.id}_{suffix}")) for p in planned]
     engine.record.event(
         incident_id,
         EventKind.RELEASE_REQUESTED,

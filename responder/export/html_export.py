@@ -118,7 +118,27 @@ def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
             f"<tr><td>{h(s.step_id)}</td><td>{h(s.action)}</td><td>{h(s.started or '')}</td><td>{h(s.finished or '')}"
             f'</td><td class="outcome-{h(s.outcome)}">{h(s.outcome)}</td><td>{h(hosts)}</td></tr>'
         )
-    w("</table>\n<h2>Containment decisions and approvals</h2><ul>")
+    w("</table>\n")
+    fleet = [s for s in summary.steps.values() if s.containers]
+    if fleet:
+        w(
+            "<h3>Per container</h3><table><tr><th>Step</th><th>Host</th><th>Container</th><th>Name</th>"
+            "<th>Outcome</th><th>Detail</th></tr>"
+        )
+        for s in fleet:
+            for row in s.containers:
+                detail = (
+                    f"held by {row['held_by']}"
+                    if row["held_by"]
+                    else (row["message"] if row["outcome"] != "succeeded" else "")
+                )
+                w(
+                    f"<tr><td>{h(s.step_id)}</td><td>{h(row['host'])}</td><td><code>{h(row['container_id'][:12])}</code></td>"
+                    f'<td>{h(row["container_name"])}</td><td class="outcome-{h(row["outcome"])}">{h(row["outcome"])}</td>'
+                    f"<td>{h(detail)}</td></tr>"
+                )
+        w("</table>\n")
+    w("<h2>Containment decisions and approvals</h2><ul>")
     for d in summary.decisions:
         w(
             f"<li>{h(d['ts'])}: step {h(d['step'])} <b>{h(d['decision'])}</b> by {h(d['actor'])}"

@@ -59,6 +59,24 @@ def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
             f"| {md(s.step_id)} | {md(s.action)} | {md(s.started or '')} | {md(s.finished or '')} | "
             f"{md(s.outcome)} | {md(hosts)} |\n"
         )
+    fleet = [s for s in summary.steps.values() if s.containers]
+    if fleet:
+        w(
+            "\n### Per container\n\n| Step | Host | Container | Name | Outcome | Detail |\n|---|---|---|---|---|---|\n"
+        )
+        for s in fleet:
+            for row in s.containers:
+                detail = (
+                    f"held by {row['held_by']}"
+                    if row["held_by"]
+                    else row["message"]
+                    if row["outcome"] != "succeeded"
+                    else ""
+                )
+                w(
+                    f"| {md(s.step_id)} | {md(row['host'])} | {md_code(row['container_id'][:12])} | {md(row['container_name'])} | "
+                    f"{md(row['outcome'])} | {md(detail)} |\n"
+                )
 
     w("\n## Containment decisions and approvals\n\n")
     if not summary.decisions:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from responder import fleet_view
 from responder.outcomes import StepTally, tally_steps
 from responder.timeline import EvidenceRecord, Incident, Timeline
 from responder.vocabulary import EventKind, IncidentStatus
@@ -35,6 +36,7 @@ class StepSpan:
     outcome: str = "not_run"
     message: str = ""
     hosts: dict[str, str] = field(default_factory=dict)  # host -> outcome
+    containers: list[dict[str, str]] = field(default_factory=list)  # a fleet step's, one row each
 
 
 @dataclass
@@ -124,6 +126,7 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
                 summary.hosts.add(host_name)
             for host_name, outputs in (data.get("outputs") or {}).items():
                 _scope(summary, host_name, outputs)
+            span.containers = fleet_view.container_rows(data.get("outputs") or {})
         elif kind in (EventKind.APPROVAL_GRANTED, EventKind.APPROVAL_DENIED, EventKind.APPROVAL_REQUESTED):
             summary.decisions.append(
                 {
@@ -152,6 +155,11 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
 
 
 def _scope(summary: Summary, host: str, outputs: Any) -> None:
+    if fleet_view.is_fleet(outputs):  # every container a fleet step acted on
+        for entry in outputs["targets"].values():
+            if isinstance(entry, dict) and entry.get("outcome") != "held":
+                _scope(summary, host, entry.get("output"))
+        return
     if not isinstance(outputs, dict) or not isinstance(outputs.get("container_id"), str):
         return
     key = (host, outputs["container_id"])

@@ -213,8 +213,8 @@ class SlackNotifier:
             self._update_root(incident, event)
 
     def _root(self, incident: Any, key: str) -> Message:
-        params = dict(incident.params)
-        container = params.get("container") if isinstance(params.get("container"), str) else None
+        scope = incident.trigger.get("targets")
+        container = scope if isinstance(scope, str) else None
         hosts = sorted({e.host for e in self._timeline.events(incident.id) if e.host})
         return root_message(incident, key, hosts, container)
 

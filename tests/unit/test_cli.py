@@ -48,7 +48,9 @@ def test_run_with_invalid_playbook_exits_2_and_runs_nothing(data_dir: Path) -> N
 def test_run_with_bad_params_exits_2(data_dir: Path) -> None:
     result = run_cli("run", "isolate-container", "-p", "container=-rf", "-p", "bogus=1", data_dir=data_dir)
     assert result.returncode == 2
-    assert "is not a container name or ID prefix" in result.stderr and "unknown param 'bogus'" in result.stderr
+    assert (
+        "is not a container name or ID prefix" in result.stderr and "unknown param 'bogus'" in result.stderr
+    )
 
 
 def test_actions_and_playbooks_lists(data_dir: Path) -> None:
