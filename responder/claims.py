@@ -81,6 +81,10 @@ class ClaimWatch:
         if isinstance(previous, str) and INCIDENT_ID.match(previous):
             self.record.claimed_from(incident_id, previous, event.host, cid)
 
+    def fleet_holders(self) -> dict[str, str]:
+        """Container ID -> the open incident that held it, for every fleet container skipped so far."""
+        return {cid: holder for holder, _host, cid in self._fleet_held}
+
     def _fleet(self, incident_id: str, host: str, output: Mapping[str, Any]) -> None:
         for cid, entry in (output.get("targets") or {}).items():
             if not isinstance(entry, dict) or not _FULL_ID.fullmatch(str(cid)):

@@ -98,7 +98,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     last_seen TEXT,
     incident_id TEXT,
     worker_pid INTEGER,
-    document TEXT NOT NULL
+    document TEXT NOT NULL,
+    group_key TEXT,
+    group_cap INTEGER
 );
 CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts(dedup_key, status, id);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, id);
@@ -110,9 +112,13 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS claims_by_claim ON claims(claim);
 """
 
-SCHEMA_VERSION = 3  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
+SCHEMA_VERSION = 4  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
 # Columns added after the first release, for databases created before them.
-_ADDED_COLUMNS = {"incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"}}
+_ADDED_COLUMNS = {
+    "incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"},
+    # Alerts that may share one fleet incident (intake.store.group_key) and how many may.
+    "alerts": {"group_key": "TEXT", "group_cap": "INTEGER"},
+}
 # One open incident per container: the CLI and the webhook never contain the same one at once.
 _LOCK_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS incidents_container_lock_v2 ON incidents(lock_key) "

@@ -20,6 +20,11 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def utc_iso(epoch: float) -> str:
+    """A Unix time in the timeline's time format (it sorts as text)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def incident_time_now() -> str:
     """Now as an incident ID spells it (`20261129-013644`): ordered like the IDs themselves."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}"

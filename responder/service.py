@@ -15,14 +15,17 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from responder.ids import default_actor
+from responder.targets import TARGETS_STEP, normalise
+from responder.vocabulary import EventKind
 
 if TYPE_CHECKING:
     from responder.catalog import Catalog
@@ -179,7 +182,6 @@ class Service:
     def verify(self, incident_id: str, actor: str) -> list[Verification]:
         """Re-hash an incident's evidence; the verification itself goes on the chain of custody."""
         from responder.evidence import verify
-        from responder.vocabulary import EventKind
 
         self.timeline.incident(incident_id)
         results = verify(self.timeline, incident_id, self.settings.evidence_dir)
@@ -197,26 +199,47 @@ class Service:
             )
         return results
 
-    def run_alert(self, alert: QueuedAlert, playbook: Playbook, inventory: str | None) -> AlertRun:
+    def run_alert(
+        self,
+        alert: QueuedAlert,
+        playbook: Playbook,
+        inventory: str | None,
+        others: Sequence[QueuedAlert] = (),
+    ) -> AlertRun:
         """A queued alert's run (a server worker). The route already resolved and checked the
         params against the playbook; they are taken as stored, only the secret ones are split
-        off (they come from the environment, never the queue)."""
+        off (they come from the environment, never the queue). With `others` (a storm's alerts
+        for other containers, same playbook and params), one fleet incident answers them all."""
         from responder.engine import RunRequest
         from responder.intake.records import attach_alert, mark_started
         from responder.params import secret_values
         from responder.timeline import ContainerBusy
 
+        group = [alert, *others]
+        params = dict(alert.params)
+        spec = playbook.target_param
+        if others and spec is not None:
+            params[spec.name] = normalise(str(a.params[spec.name]) for a in group)
+        single = not others or not isinstance(params.get(spec.name if spec else ""), list)
+        trigger: dict[str, Any] = {**alert.summary, "repeats_before_run": alert.repeats}
+        if others:
+            trigger["alerts"] = [a.id for a in group]
+
+        def on_open(conn: sqlite3.Connection, incident_id: str) -> None:
+            for member in group:
+                mark_started(conn, member.id, incident_id)
+
         request = RunRequest(
             playbook=playbook,
-            params=dict(alert.params),
+            params=params,
             secrets=secret_values(playbook),
             actor=f"webhook:{alert.source}",
             inventory=inventory,
             limit=alert.host_limit,
-            trigger={**alert.summary, "repeats_before_run": alert.repeats},
-            lock_key=alert.lock_key,
+            trigger=trigger,
+            lock_key=alert.lock_key if single else None,
             alert_id=alert.id,
-            on_open=lambda conn, incident_id: mark_started(conn, alert.id, incident_id),
+            on_open=on_open,
         )
         try:
             with self.signals():
@@ -234,12 +257,37 @@ class Service:
                         )
                     raise
         except ContainerBusy as exc:
-            attach_alert(self.timeline, alert.id, exc.holder, alert.summary)
+            for member in group:
+                attach_alert(self.timeline, member.id, exc.holder, member.summary)
             return AlertRun(None, exc.holder)
         if self.engine.claims.held_by:  # the same container, reached by another reference: join its holder
             attach_alert(self.timeline, alert.id, self.engine.claims.held_by, alert.summary)
             return AlertRun(outcome, self.engine.claims.held_by)
+        if others and spec is not None:
+            self._attach_held(outcome.incident_id, group, spec.name)
         return AlertRun(outcome)
+
+    def _attach_held(self, incident_id: str, group: Sequence[QueuedAlert], param: str) -> None:
+        """In a storm's fleet incident, an alert whose container another open incident held (and
+        this one skipped) is linked to that holder instead: each alert to the incident that holds
+        its container."""
+        from responder.intake.records import attach_alert
+
+        holders = self.engine.claims.fleet_holders()
+        if not holders:
+            return
+        matched: dict[str, set[str]] = {}  # selector -> the container IDs it resolved to
+        for event in self.timeline.events(incident_id):
+            if event.kind == EventKind.STEP_FINISHED and event.step == TARGETS_STEP:
+                for out in (event.data.get("outputs") or {}).values():
+                    for found in out.get("targets") or [] if isinstance(out, dict) else []:
+                        for selector in found.get("matched_by") or []:
+                            matched.setdefault(str(selector), set()).add(str(found.get("container_id")))
+        for member in group:
+            ids = matched.get(str(member.params.get(param)), set())
+            owners = {holders[c] for c in ids if c in holders}
+            if ids and len(owners) == 1 and all(c in holders for c in ids):
+                attach_alert(self.timeline, member.id, owners.pop(), member.summary)
 
     # plumbing ----------------------------------------------------------------------------------
 

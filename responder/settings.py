@@ -31,7 +31,16 @@ DEFAULT_DOCKER_RETRY = (2.0, 4.0, 8.0, 16.0, 30.0)
 # Seconds one Docker call on a target may take before the step fails (a daemon that accepts the
 # connection and never answers must not hold the step, or a webhook worker, until its step timeout).
 DEFAULT_DOCKER_CALL_TIMEOUT = 60.0
-SERVER_KEYS = {"host", "port", "workers", "grace", "body_timeout", "token_file", "hmac_secret_file"}
+SERVER_KEYS = {
+    "host",
+    "port",
+    "workers",
+    "grace",
+    "body_timeout",
+    "group_wait",
+    "token_file",
+    "hmac_secret_file",
+}
 SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
 
 
@@ -121,6 +130,7 @@ def _read_config(path: Path | None) -> dict[str, Any]:
         ("workers", (int,), 0, 64),
         ("grace", (int, float), 0, 3600),
         ("body_timeout", (int, float), 0.1, 300),
+        ("group_wait", (int, float), 0, 60),
     ):
         value = server.get(key)
         if value is not None and (

@@ -144,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a client has to send a request body once its headers are in (10)",
     )
     serve.add_argument(
+        "--group-wait",
+        type=float,
+        metavar="SECONDS",
+        help="hold a lone alert this long so that alerts for other containers (same playbook and "
+        "params) share its incident; those of one Alertmanager notification always do "
+        "(default: [server] group_wait or 0)",
+    )
+    serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="allow a non-loopback address without a token or HMAC secret (only behind an authenticating proxy)",

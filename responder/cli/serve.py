@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout
         if args.body_timeout is not None
         else float(config.get("body_timeout", 10)),
+        group_wait=args.group_wait if args.group_wait is not None else float(config.get("group_wait", 0)),
         insecure_no_auth=args.insecure_no_auth,
         inventory=inventory,
         job_base={

@@ -15,6 +15,7 @@ from typing import Any
 from responder.errors import StateError
 from responder.intake.alerts import Alert
 from responder.intake.routing import Route
+from responder.playbook.model import Playbook
 from responder.timeline import Timeline, insert_event
 from responder.vocabulary import EventKind
 
@@ -199,3 +200,15 @@ def attach_alert(timeline: Timeline, alert_id: int, incident_id: str, summary: M
             actor="webhook",
             data=dict(summary),
         )
+
+
+def group_key(playbook: Playbook, params: Mapping[str, Any] | None, limit: str | None) -> str | None:
+    """Alerts with the same key may be answered by one fleet incident: same playbook (file), same
+    host limit, same params except the one container they name. None for a playbook without a
+    targets param, or an alert that already names several containers."""
+    spec = playbook.target_param
+    if spec is None or params is None or not isinstance(params.get(spec.name), str):
+        return None
+    rest = {k: v for k, v in params.items() if k != spec.name}
+    text = json.dumps([str(playbook.source), limit, rest], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -19,7 +19,7 @@ from typing import Any
 
 from responder import db
 from responder.errors import Unavailable
-from responder.ids import utc_now
+from responder.ids import utc_iso, utc_now
 from responder.intake.alerts import FIRING, Alert
 from responder.intake.records import (
     Decision,
@@ -28,6 +28,7 @@ from responder.intake.records import (
     Seen,
     bounded_document,
     dump,
+    group_key,
     queued_alert,
 )
 from responder.locks import lock_key
@@ -340,8 +341,8 @@ class AlertStore:
         playbook = intake.route.playbook if intake.route and state == "queued" else None
         cursor = db.execute(
             "INSERT INTO alerts (received_at, source, status, dedup_key, expires_at, name, host, container, "
-            "state, reason, playbook, playbook_path, params, host_limit, lock_key, incident_id, document) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "state, reason, playbook, playbook_path, params, host_limit, lock_key, incident_id, document, "
+            "group_key, group_cap) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 received_at,
                 str(alert.source),
@@ -361,6 +362,8 @@ class AlertStore:
                 incident_id,
                 # A queued alert's worker reads its whole document; the rest are kept for the record.
                 dump(alert.document) if state == "queued" else bounded_document(alert.document),
+                group_key(playbook, intake.params, intake.limit) if playbook else None,
+                playbook.max_targets if playbook else None,
             ),
         )
         assert cursor.lastrowid is not None
@@ -375,20 +378,44 @@ class AlertStore:
 
     # workers ----------------------------------------------------------------------------------
 
-    def claim_next(self) -> int | None:
-        """Take the oldest queued alert for a worker (queued -> claimed)."""
+    def claim_next(self, group_wait: float = 0.0) -> list[int]:
+        """Take the oldest queued alert for a worker (queued -> claimed), with every queued alert
+        that may share its incident (same playbook, host limit and params but the container;
+        up to the playbook's max_targets): an alert storm becomes one fleet incident. With
+        `group_wait`, an alert is taken only once it has waited that long for company (the
+        alerts of one Alertmanager notification arrive together and need no wait). Empty when
+        nothing is ready."""
+        cutoff = utc_iso(time.time() - group_wait) if group_wait > 0 else None
         with self._workers_lock:
             self._workers_db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._workers_db.execute(
-                    "UPDATE alerts SET state='claimed' WHERE id=(SELECT id FROM alerts WHERE state='queued' "
-                    "ORDER BY id LIMIT 1) RETURNING id"
+                lead = self._workers_db.execute(
+                    "SELECT id, group_key, group_cap FROM alerts WHERE state='queued' ORDER BY id LIMIT 1"
                 ).fetchone()
+                if lead is None or (cutoff is not None and self._received(lead["id"]) > cutoff):
+                    self._workers_db.execute("COMMIT")
+                    return []
+                ids = [int(lead["id"])]
+                if lead["group_key"] is not None:
+                    ids += [
+                        int(row[0])
+                        for row in self._workers_db.execute(
+                            "SELECT id FROM alerts WHERE state='queued' AND group_key=? AND id>? ORDER BY id LIMIT ?",
+                            (lead["group_key"], lead["id"], max(0, int(lead["group_cap"] or 1) - 1)),
+                        )
+                    ]
+                self._workers_db.executemany(
+                    "UPDATE alerts SET state='claimed' WHERE id=? AND state='queued'", [(i,) for i in ids]
+                )
                 self._workers_db.execute("COMMIT")
             except BaseException:
                 self._workers_db.execute("ROLLBACK")
                 raise
-        return int(row[0]) if row else None
+        return ids
+
+    def _received(self, alert_id: int) -> str:
+        row = self._workers_db.execute("SELECT received_at FROM alerts WHERE id=?", (alert_id,)).fetchone()
+        return str(row[0]) if row else ""
 
     def set_worker(self, alert_id: int, pid: int) -> None:
         """Record which worker process runs the alert (crash recovery looks for it)."""

@@ -3,6 +3,7 @@
     {"settings": {"data_dir": ..., "playbooks_dirs": [...], "runbooks_dirs": [...], "config": ...},
      "inventory": "/etc/responder/hosts.yml" | null,
      "job": "alert", "alert_id": 17}                   # run a queued alert
+     "job": "alert", "alert_id": 17, "group": [17, 18, 19]}   # a storm's alerts, one incident
      "job": "continue", "incident": "INC-..."}         # carry on after an API approval
 
 It goes straight to the Service (responder.service), the same door as the CLI, without the
@@ -56,11 +57,13 @@ def run(job: dict[str, Any]) -> int:
         from responder.playbook.parse import load_playbook
 
         alert = load_alert(settings.database, int(job["alert_id"]))
+        # a storm: the alerts claimed with it, answered by one fleet incident
+        others = [load_alert(settings.database, int(i)) for i in job.get("group") or [] if int(i) != alert.id]
         catalog = load_catalog(settings.runbook_dirs)
         playbook = load_playbook(Path(alert.playbook_path), catalog)
         service = Service(settings, catalog, notify=playbook.notify)
         try:
-            result = service.run_alert(alert, playbook, job.get("inventory"))
+            result = service.run_alert(alert, playbook, job.get("inventory"), others)
         finally:
             service.finish()
         if result.attached_to:

@@ -42,6 +42,7 @@ class ServeOptions:
     insecure_no_auth: bool
     inventory: str | None
     job_base: Mapping[str, Any]  # where things are (settings locations, inventory), for worker jobs
+    group_wait: float = 0.0  # how long a lone alert waits for others to share its fleet incident
 
 
 def load_routable_playbooks(settings: Settings, catalog: Catalog) -> list[Playbook]:
@@ -140,7 +141,15 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
             f"resume with `responder resume {incident_id}`",
         )
 
-    pool = WorkerPool(store, options.workers, options.job_base, env, log_dir, on_orphan=orphaned)
+    pool = WorkerPool(
+        store,
+        options.workers,
+        options.job_base,
+        env,
+        log_dir,
+        on_orphan=orphaned,
+        group_wait=options.group_wait,
+    )
     store.on_queued = pool.wake
     notifier = _notifier(settings)
     if notifier is not None:  # the runs notify for themselves; the server says when an alert resolves

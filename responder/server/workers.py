@@ -38,12 +38,15 @@ class WorkerPool:
         env: dict[str, str],
         log_dir: Path,
         on_orphan: Callable[[int, str, int], None] | None = None,
+        group_wait: float = 0.0,
     ) -> None:
         self.store = store
         # Called with (alert, incident, exit code) when a worker exits leaving its incident open
         # (killed, crashed): the server marks it interrupted at once, not at its next start.
         self.on_orphan = on_orphan
         self.size = size
+        # how long a lone alert waits for others to share its incident (0: only those queued together)
+        self.group_wait = group_wait
         # where things are (settings locations, inventory): part of every job a worker is given
         self.job_base = dict(job_base)
         self.env = env
@@ -110,16 +113,17 @@ class WorkerPool:
                 if self._stopping:
                     return
             try:
-                alert_id = self.store.claim_next()
+                group = self.store.claim_next(self.group_wait)
             except Exception:  # database busy: try again shortly
                 log.exception("could not claim the next alert")
-                alert_id = None
-            if alert_id is None:
+                group = []
+            if not group:
                 with self._wake:
                     if not self._stopping:
-                        self._wake.wait(timeout=2.0)
+                        # with group_wait, a queued alert becomes ready by itself: look again then
+                        self._wake.wait(timeout=min(2.0, self.group_wait) if self.group_wait > 0 else 2.0)
                 continue
-            self._run(alert_id)
+            self._run(group)
 
     def _spawn(self, job: Mapping[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
         """Start `python -m responder.server.job` with `job` (plus where things are) on stdin."""
@@ -146,29 +150,38 @@ class WorkerPool:
             pass  # it died at once: its exit code and log say why
         return proc
 
-    def _run(self, alert_id: int) -> None:
+    def _run(self, group: list[int]) -> None:
+        """One job process for a claimed alert, or for a storm's alerts that share one incident
+        (the first is the lead: its log file, its incident)."""
+        alert_id = group[0]
         log_path = self.log_dir / f"alert-{alert_id}.log"
+        job: dict[str, Any] = {"job": "alert", "alert_id": alert_id}
+        if len(group) > 1:
+            job["group"] = group
         try:
-            proc = self._spawn({"job": "alert", "alert_id": alert_id}, log_path)
+            proc = self._spawn(job, log_path)
         except OSError as exc:
-            self.store.finish_claim(alert_id, f"could not start the worker process: {exc}")
+            for member in group:
+                self.store.finish_claim(member, f"could not start the worker process: {exc}")
             return
         with self._procs_lock:
             self._procs[proc.pid] = proc
         self.started += 1
         try:
-            self.store.set_worker(alert_id, proc.pid)
+            for member in group:
+                self.store.set_worker(member, proc.pid)
             code = proc.wait()
         finally:
             with self._procs_lock:
                 self._procs.pop(proc.pid, None)
-        log.info("alert %d: worker process %d exited with %d", alert_id, proc.pid, code)
+        log.info("alert %s: worker process %d exited with %d", ",".join(map(str, group)), proc.pid, code)
         orphan = self.store.open_incident_of(alert_id)
         if orphan is not None and self.on_orphan is not None:
             self.on_orphan(alert_id, orphan, code)
-        self.store.finish_claim(
-            alert_id, f"worker exited with {code} before opening an incident: {_tail(log_path)}"
-        )
+        for member in group:
+            self.store.finish_claim(
+                member, f"worker exited with {code} before opening an incident: {_tail(log_path)}"
+            )
 
     def run_job(self, job: Mapping[str, Any]) -> None:
         """A one-off job in the background (an approval from the API: carry the run on)."""
