@@ -153,7 +153,7 @@ def test_unmatched_rejected_and_no_action_are_recorded(store: AlertStore, router
 
 def test_resolved_is_recorded_on_the_incident_and_queues_nothing(store: AlertStore, router: Router) -> None:
     queued = decide(store, intake(router, burst_alert(1)))
-    assert store.claim_next() == queued.alert_id
+    assert store.claim_next() == [queued.alert_id]
     timeline = Timeline(store.path)
     opened(timeline, incident(queued.alert_id, None))
     resolved = decide(store, intake(router, burst_alert(1, status="resolved")))
@@ -162,7 +162,7 @@ def test_resolved_is_recorded_on_the_incident_and_queues_nothing(store: AlertSto
     assert decide(store, intake(router, burst_alert(1))).result == "duplicate"
     kinds = [e.kind for e in timeline.events("INC-20261129-000000-0001")]
     assert kinds == ["alert_resolved", "alert_repeated"]
-    assert store.claim_next() is None  # neither the resolved alert nor the repeat queued a run
+    assert store.claim_next() == []  # neither the resolved alert nor the repeat queued a run
 
 
 def test_an_alert_opens_at_most_one_incident(store: AlertStore, router: Router) -> None:
@@ -170,7 +170,7 @@ def test_an_alert_opens_at_most_one_incident(store: AlertStore, router: Router) 
     timeline = Timeline(store.path)
     with pytest.raises(AlertClaimLost):  # not claimed yet
         opened(timeline, incident(queued.alert_id, None))
-    assert store.claim_next() == queued.alert_id
+    assert store.claim_next() == [queued.alert_id]
     opened(timeline, incident(queued.alert_id, None))
     with pytest.raises(AlertClaimLost):
         opened(timeline, incident(queued.alert_id, None, number=2))
@@ -194,14 +194,14 @@ def test_container_lock_is_held_while_the_incident_is_open(tmp_path: Path) -> No
 def test_recover_requeues_claims_that_never_started(store: AlertStore, router: Router) -> None:
     first = decide(store, intake(router, burst_alert(1)))
     second = decide(store, intake(router, burst_alert(2)))
-    assert store.claim_next() == first.alert_id
-    assert store.claim_next() == second.alert_id
+    assert store.claim_next() == [first.alert_id]
+    assert store.claim_next() == [second.alert_id]
     opened(Timeline(store.path), incident(second.alert_id, None))
     store.set_worker(second.alert_id, 999_999_999)
     requeued, running = store.recover()
     assert requeued == 1
     assert running == [(second.alert_id, "INC-20261129-000000-0001", 999_999_999)]
-    assert store.claim_next() == first.alert_id
+    assert store.claim_next() == [first.alert_id]
 
 
 def test_busy_database_is_unavailable_not_an_error_of_the_sender(tmp_path: Path, router: Router) -> None:
@@ -305,7 +305,7 @@ def test_events_the_store_writes_pass_the_redacting_path(store: AlertStore, rout
     payload = burst_alert(7)
     payload["alerts"][0]["labels"]["alertname"] = "WhBurst"
     queued = decide(store, intake(router, payload))
-    assert store.claim_next() == queued.alert_id
+    assert store.claim_next() == [queued.alert_id]
     timeline = Timeline(store.path)
     opened(timeline, incident(queued.alert_id, None, number=7))
     leaky = burst_alert(7, status="resolved")
@@ -316,3 +316,53 @@ def test_events_the_store_writes_pass_the_redacting_path(store: AlertStore, rout
     (event,) = list(timeline.events("INC-20261129-000000-0007"))
     assert event.kind == "alert_resolved" and secret not in event.message and "********" in event.message
     assert secret.encode() not in store.path.read_bytes()
+
+
+# storms (#13) -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_router() -> Router:
+    catalog = load_catalog([shipped_dir("runbooks")])
+    return Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted(shipped_dir("playbooks").glob("*.yml"))]
+    )
+
+
+def compromised(container: str, severity: str = "critical") -> dict[str, Any]:
+    payload = copy.deepcopy(AM)
+    alert = payload["alerts"][0]
+    alert["labels"] = {"alertname": "ContainerCompromised", "severity": severity, "container": container}
+    alert["fingerprint"] = f"{abs(hash((container, severity))):016x}"[:16]
+    return payload
+
+
+def test_alerts_queued_together_for_one_playbook_are_claimed_as_one_group(
+    store: AlertStore, shipped_router: Router
+) -> None:
+    ids = [decide(store, intake(shipped_router, compromised(f"web-{i}"))).alert_id for i in range(5)]
+    other = decide(store, intake(shipped_router, compromised("db-1", severity="warning"))).alert_id
+    assert store.claim_next() == ids  # same playbook, same params but the container: one incident
+    assert store.claim_next() == [other]  # another playbook (isolate-container): its own
+    assert store.claim_next() == []
+
+
+def test_a_group_never_exceeds_the_playbooks_max_targets(store: AlertStore, shipped_router: Router) -> None:
+    ids = [decide(store, intake(shipped_router, compromised(f"web-{i}"))).alert_id for i in range(53)]
+    first, second = store.claim_next(), store.claim_next()
+    assert first == ids[:50] and second == ids[50:]  # contain-container: max_targets 50
+
+
+def test_group_wait_holds_a_lone_alert_until_it_has_waited(store: AlertStore, shipped_router: Router) -> None:
+    alert_id = decide(store, intake(shipped_router, compromised("web-1"))).alert_id
+    assert store.claim_next(group_wait=30) == []  # too young: others may still come
+    assert store.claim_next(group_wait=0.0) == [alert_id]
+
+
+def test_alerts_of_a_playbook_without_a_targets_param_are_never_grouped(
+    store: AlertStore, router: Router
+) -> None:
+    first = decide(store, intake(router, burst_alert(1)))
+    second = decide(store, intake(router, burst_alert(2)))
+    assert store.claim_next() == [first.alert_id]
+    assert store.claim_next() == [second.alert_id]

@@ -259,7 +259,7 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
         notifier = bot(slack, db)
         store = AlertStore(db, on_event=notifier.observe)
         queued = store.submit([intake(router, burst_alert(1))])[0]
-        assert store.claim_next() == queued.alert_id
+        assert store.claim_next() == [queued.alert_id]
         tl = Timeline(db)
         tl.create_incident(
             Incident(
