@@ -6,6 +6,9 @@
      "job": "alert", "alert_id": 17, "group": [17, 18, 19]}   # a storm's alerts, one incident
      "job": "continue", "incident": "INC-..."}         # carry on after an API approval
 
+The server starts it ahead of time (a warm worker): the locations arrive first, on one line,
+and the job on a second when an alert is claimed; a single JSON document works as well.
+
 It goes straight to the Service (responder.service), the same door as the CLI, without the
 CLI's argument parser. A process per run keeps ansible-runner (not thread-safe) and a crashing
 run away from the server; the job arrives on stdin, so nothing of it shows on a command line."""
@@ -23,7 +26,16 @@ def main() -> int:
     from responder.server.workers import die_with_parent
 
     die_with_parent()
-    job: dict[str, Any] = json.loads(sys.stdin.read())
+    # A warm worker: the server starts this process before there is work for it, with where
+    # things are on the first line; the job itself follows when an alert is claimed. The
+    # imports a run needs are paid for while waiting, not after the alert arrived.
+    first = sys.stdin.readline()
+    base: dict[str, Any] = json.loads(first) if first.strip() else {}
+    warm_up()
+    rest = sys.stdin.read()
+    if not rest.strip() and not base.get("job"):
+        return 0  # the server stopped before it had a job for us
+    job: dict[str, Any] = {**base, **json.loads(rest)} if rest.strip() else base
     try:
         return run(job)
     except ResponderError as exc:
@@ -32,6 +44,17 @@ def main() -> int:
     except KeyboardInterrupt:
         print("responder job: interrupted", file=sys.stderr)
         return 130
+
+
+def warm_up() -> None:
+    """Import what every run needs (the engine, ansible-runner) ahead of the job."""
+    import ansible_runner.config.runner
+    import ansible_runner.runner  # noqa: F401
+
+    import responder.engine
+    import responder.intake.records
+    import responder.playbook.parse
+    import responder.service  # noqa: F401
 
 
 def run(job: dict[str, Any]) -> int:

@@ -10,6 +10,7 @@ interrupted. The server itself keeps the webhook secrets; worker processes never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ class WorkerPool:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._warm: dict[int, subprocess.Popen[bytes]] = {}  # started, waiting for a job
         self._procs_lock = threading.Lock()
         self.started = 0
 
@@ -88,6 +90,12 @@ class WorkerPool:
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
+        with self._procs_lock:
+            waiting = list(self._warm.values())
+            self._warm.clear()
+        for proc in waiting:  # no job yet: nothing to drain
+            with contextlib.suppress(OSError):
+                proc.kill()
         deadline = time.monotonic() + grace
         while self.busy and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -108,10 +116,18 @@ class WorkerPool:
     # work ---------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        warm: _Warm | None = None
         while True:
             with self._wake:
                 if self._stopping:
+                    if warm is not None:
+                        warm.discard()
                     return
+            if warm is not None and warm.proc.poll() is not None:
+                warm.discard()  # it died waiting (its log says why): start another
+                warm = None
+            if warm is None:
+                warm = self._start_warm()
             try:
                 group = self.store.claim_next(self.group_wait)
             except Exception:  # database busy: try again shortly
@@ -123,16 +139,17 @@ class WorkerPool:
                         # with group_wait, a queued alert becomes ready by itself: look again then
                         self._wake.wait(timeout=min(2.0, self.group_wait) if self.group_wait > 0 else 2.0)
                 continue
-            self._run(group)
+            self._run(group, warm)
+            warm = None
 
-    def _spawn(self, job: Mapping[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
-        """Start `python -m responder.server.job` with `job` (plus where things are) on stdin."""
+    def _popen(self, log_path: Path) -> subprocess.Popen[bytes]:
+        """`python -m responder.server.job`, its output to `log_path`, its stdin a pipe."""
         env = {**self.env, "RESPONDER_SERVER_PID": str(os.getpid())}
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             # own session: a Ctrl-C at the server's terminal drains the server (grace, then SIGTERM)
             # instead of reaching every running playbook at once
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 [sys.executable, "-m", "responder.server.job"],
                 stdin=subprocess.PIPE,
                 stdout=fd,
@@ -142,15 +159,45 @@ class WorkerPool:
             )
         finally:
             os.close(fd)
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(json.dumps({**self.job_base, **job}).encode())
-            proc.stdin.close()
-        except OSError:
-            pass  # it died at once: its exit code and log say why
+
+    def _spawn(self, job: Mapping[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
+        """Start a job process with `job` (plus where things are) on stdin, all at once."""
+        proc = self._popen(log_path)
+        _send(proc, json.dumps({**self.job_base, **job}) + "\n", close=True)
         return proc
 
-    def _run(self, group: list[int]) -> None:
+    def _start_warm(self) -> _Warm | None:
+        """A job process started before there is a job: it imports what a run needs and waits
+        for its job on stdin, so an alert does not wait for Python to start (about 0.25 s)."""
+        path = self.log_dir / f"warm-{threading.current_thread().name}.log"
+        try:
+            proc = self._popen(path)
+        except OSError as exc:
+            log.warning("could not start a warm worker process: %s", exc)
+            return None
+        _send(proc, json.dumps(dict(self.job_base)) + "\n", close=False)
+        with self._procs_lock:
+            self._warm[proc.pid] = proc
+        return _Warm(proc, path, self)
+
+    def _hand_over(
+        self, warm: _Warm | None, job: Mapping[str, Any], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        """Give `job` to the warm process if it is still alive (its log becomes the alert's),
+        else start a process for it now."""
+        if warm is not None and warm.proc.poll() is None:
+            with self._procs_lock:
+                self._warm.pop(warm.proc.pid, None)
+            with contextlib.suppress(OSError):
+                warm.path.replace(log_path)
+            if _send(warm.proc, json.dumps(dict(job)) + "\n", close=True):
+                return warm.proc
+            warm.discard()
+        elif warm is not None:
+            warm.discard()
+        return self._spawn(job, log_path)
+
+    def _run(self, group: list[int], warm: _Warm | None = None) -> None:
         """One job process for a claimed alert, or for a storm's alerts that share one incident
         (the first is the lead: its log file, its incident)."""
         alert_id = group[0]
@@ -159,7 +206,7 @@ class WorkerPool:
         if len(group) > 1:
             job["group"] = group
         try:
-            proc = self._spawn(job, log_path)
+            proc = self._hand_over(warm, job, log_path)
         except OSError as exc:
             for member in group:
                 self.store.finish_claim(member, f"could not start the worker process: {exc}")
@@ -201,6 +248,37 @@ class WorkerPool:
                     self._procs.pop(proc.pid, None)
 
         threading.Thread(target=target, name="api-job", daemon=True).start()
+
+
+class _Warm:
+    """A warm job process and the log it writes until it has a job."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], path: Path, pool: WorkerPool) -> None:
+        self.proc = proc
+        self.path = path
+        self.pool = pool
+
+    def discard(self) -> None:
+        """Stop it (no job will come) and forget it."""
+        with self.pool._procs_lock:
+            self.pool._warm.pop(self.proc.pid, None)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+
+
+def _send(proc: subprocess.Popen[bytes], text: str, close: bool) -> bool:
+    """Write to a job process's stdin; False if it is already gone (its log says why)."""
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(text.encode())
+        proc.stdin.flush()
+        if close:
+            proc.stdin.close()
+        return True
+    except OSError:
+        return False
 
 
 def _tail(path: Path, size: int = 600) -> str:

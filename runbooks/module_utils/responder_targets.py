@@ -104,11 +104,16 @@ def resolve_selectors(docker, selectors):
     in the order found; unmatched lists the selectors that matched nothing on this host."""
     targets = {}
     unmatched = []
-    everything = None
-    for selector in selectors:
-        kind, value, extra = parse_selector(selector)
+    parsed = [(selector, parse_selector(selector)) for selector in selectors]
+    refs = [p for p in parsed if p[1][0] == "ref"]
+    # One listing answers many references (a storm names every container): one API call
+    # instead of an inspect each. A single reference is inspected as the acting modules do.
+    everything = list_containers(docker) if len(refs) > 1 or len(refs) < len(parsed) else None
+    for selector, (kind, value, extra) in parsed:
         found = []
-        if kind == "ref":
+        if kind == "ref" and everything is not None:
+            found = _match_reference(everything, value)
+        elif kind == "ref":
             try:
                 data = docker.resolve(value)
                 found.append((data["Id"], (data.get("Name") or "").lstrip("/"), data.get("Image") or ""))
@@ -120,9 +125,7 @@ def resolve_selectors(docker, selectors):
         else:
             wanted = image_id(docker, value)
             if wanted is not None:
-                if everything is None:
-                    everything = list_containers(docker)
-                found = [row for row in everything if row[2] == wanted]
+                found = [row for row in everything or [] if row[2] == wanted]
         if not found:
             unmatched.append(selector)
         for cid, name, image in found:
@@ -131,6 +134,21 @@ def resolve_selectors(docker, selectors):
             entry = targets.setdefault(cid, {"container_name": name, "image_id": image, "matched_by": []})
             entry["matched_by"].append(selector)
     return targets, unmatched
+
+
+def _match_reference(rows, ref):
+    """What `docker inspect REF` would pick, from a listing: the full ID, else the exact name,
+    else the one ID that starts with REF; several such IDs make REF ambiguous."""
+    exact = [row for row in rows if row[0] == ref] or [row for row in rows if row[1] == ref]
+    if exact:
+        return exact[:1]
+    prefixed = [row for row in rows if row[0].startswith(ref)]
+    if len(prefixed) > 1:
+        raise RejectedInput(
+            "container reference %r is ambiguous: several containers match; give more of the ID or the exact name"
+            % ref
+        )
+    return prefixed
 
 
 class _Finished(Exception):
