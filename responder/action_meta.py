@@ -5,6 +5,9 @@ words `responder actions` prints (changes, undo, requires, outputs, example), a 
 
 - `target_output`: the output that names the container it acted on (its full ID). The engine
   records claims and scope from it, whatever the role calls it.
+- `containment: true`: this role cuts the container off (isolate, pause, stop). Once such a step
+  has finished, `responder serve` lets the run go on with its evidence steps outside the worker
+  slots, so that the next alert's containment never waits behind a filesystem export.
 - `timeline`: outputs whose items each become a timeline event of their own, e.g.
 
       timeline:
@@ -33,7 +36,7 @@ from responder import strict_yaml
 from responder.errors import ConfigError, Problem
 from responder.vocabulary import EventKind
 
-_TOP = {"changes", "undo", "requires", "outputs", "example", "target_output", "timeline"}
+_TOP = {"changes", "undo", "requires", "outputs", "example", "target_output", "timeline", "containment"}
 _UNDO = {"description", "action", "with", "gather"}
 _EVENT = {"kind", "message", "fields"}
 _KIND = re.compile(r"^[a-z][a-z0-9_]{2,39}$")
@@ -103,6 +106,7 @@ class ActionMeta:
     example: Mapping[str, Any] = field(default_factory=dict)
     target_output: str | None = None
     timeline: tuple[TimelineOutput, ...] = ()
+    containment: bool = False
 
 
 def fill(message: str, data: Mapping[str, Any]) -> str:
@@ -181,6 +185,10 @@ def _check(doc: strict_yaml.Document) -> tuple[ActionMeta, list[Problem]]:
         )
         target = None
     timeline = _timeline(doc, data.get("timeline") or {}, outputs, problems)
+    containment = data.get("containment", False)
+    if not isinstance(containment, bool):
+        problems.append(doc.problem(("containment",), "containment is true or false", "containment: true"))
+        containment = False
     meta = ActionMeta(
         changes=_text(data.get("changes", "")),
         undo=_text(undo.get("description", "")),
@@ -192,6 +200,7 @@ def _check(doc: strict_yaml.Document) -> tuple[ActionMeta, list[Problem]]:
         example=dict(data.get("example") or {}),
         target_output=target,
         timeline=timeline,
+        containment=containment,
     )
     return meta, problems
 

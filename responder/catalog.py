@@ -50,6 +50,7 @@ class Action:
     example: Mapping[str, Any] = field(default_factory=dict)
     target_output: str | None = None  # the output naming the container it acted on (full ID)
     timeline: tuple[TimelineOutput, ...] = ()  # outputs whose items become timeline events
+    containment: bool = False  # it cuts the container off (see action_meta)
 
 
 class Catalog:
@@ -155,6 +156,7 @@ def _load_action(role_dir: Path) -> Action:
         example=meta.example,
         target_output=meta.target_output,
         timeline=meta.timeline,
+        containment=meta.containment,
     )
 
 

@@ -15,9 +15,17 @@ run away from the server; the job arrives on stdin, so nothing of it shows on a 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from responder.catalog import Catalog
+    from responder.playbook.model import Playbook
+    from responder.timeline import Event
 
 
 def main() -> int:
@@ -26,6 +34,10 @@ def main() -> int:
     from responder.server.workers import die_with_parent
 
     die_with_parent()
+    phase = os.environ.get("RESPONDER_PHASE_FD", "")
+    if phase.isdigit():  # ours alone: Ansible and the modules it starts must not hold it open
+        with contextlib.suppress(OSError):
+            os.set_inheritable(int(phase), False)
     # A warm worker: the server starts this process before there is work for it, with where
     # things are on the first line; the job itself follows when an alert is claimed. The
     # imports a run needs are paid for while waiting, not after the alert arrived.
@@ -44,6 +56,33 @@ def main() -> int:
     except KeyboardInterrupt:
         print("responder job: interrupted", file=sys.stderr)
         return 130
+
+
+def containment_signal(playbook: Playbook, catalog: Catalog) -> Callable[[Event], None] | None:
+    """A timeline listener that tells the server (one line on the pipe RESPONDER_PHASE_FD) when
+    the run's first containment step (a role with `containment: true`) has finished: the server
+    then gives this run's worker slot to the next alert while this run collects evidence."""
+    from responder.vocabulary import EventKind
+
+    raw = os.environ.get("RESPONDER_PHASE_FD", "")
+    if not raw.isdigit():
+        return None
+    fd = int(raw)
+    actions = {s.id: s.action for s in playbook.steps}
+    sent = False
+
+    def listener(event: Event) -> None:
+        nonlocal sent
+        if sent or event.kind != EventKind.STEP_FINISHED or event.step not in actions:
+            return
+        action = catalog.get(actions[event.step])
+        if action is not None and action.containment:
+            sent = True
+            with contextlib.suppress(OSError):
+                os.write(fd, b"contained\n")
+                os.close(fd)
+
+    return listener
 
 
 def warm_up() -> None:
@@ -84,7 +123,9 @@ def run(job: dict[str, Any]) -> int:
         others = [load_alert(settings.database, int(i)) for i in job.get("group") or [] if int(i) != alert.id]
         catalog = load_catalog(settings.runbook_dirs)
         playbook = load_playbook(Path(alert.playbook_path), catalog)
-        service = Service(settings, catalog, notify=playbook.notify)
+        service = Service(
+            settings, catalog, notify=playbook.notify, on_event=containment_signal(playbook, catalog)
+        )
         try:
             result = service.run_alert(alert, playbook, job.get("inventory"), others)
         finally:

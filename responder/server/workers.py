@@ -26,6 +26,8 @@ from typing import Any
 from responder.intake.store import AlertStore
 
 log = logging.getLogger("responder.server")
+# How many runs may be past their containment step, collecting evidence, per worker slot.
+EVIDENCE_FACTOR = 3
 
 
 class WorkerPool:
@@ -53,6 +55,8 @@ class WorkerPool:
         self.env = env
         self.log_dir = log_dir
         self._wake = threading.Condition()
+        # Runs in their containment phase (from the claim to their first containment step's end).
+        self._slots = threading.BoundedSemaphore(max(size, 1))
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -63,8 +67,9 @@ class WorkerPool:
     # lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker threads."""
-        for number in range(self.size):
+        """Start the worker threads: `size` may contain at once, and up to EVIDENCE_FACTOR times
+        as many runs may be collecting evidence after their containment step."""
+        for number in range(self.size * EVIDENCE_FACTOR):
             thread = threading.Thread(target=self._loop, name=f"worker-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -116,6 +121,9 @@ class WorkerPool:
     # work ---------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        """Take a containment slot, claim alerts, hand them to a process; the slot is given back
+        once the run's containment step is done (or the process ends), so the next alert is
+        contained while this run still collects evidence."""
         warm: _Warm | None = None
         while True:
             with self._wake:
@@ -123,66 +131,84 @@ class WorkerPool:
                     if warm is not None:
                         warm.discard()
                     return
-            if warm is not None and warm.proc.poll() is not None:
-                warm.discard()  # it died waiting (its log says why): start another
-                warm = None
-            if warm is None:
-                warm = self._start_warm()
-            try:
-                group = self.store.claim_next(self.group_wait)
-            except Exception:  # database busy: try again shortly
-                log.exception("could not claim the next alert")
-                group = []
-            if not group:
-                with self._wake:
-                    if not self._stopping:
-                        # with group_wait, a queued alert becomes ready by itself: look again then
-                        self._wake.wait(timeout=min(2.0, self.group_wait) if self.group_wait > 0 else 2.0)
+            if not self._slots.acquire(timeout=1.0):
                 continue
-            self._run(group, warm)
-            warm = None
+            released = False
+            try:
+                if warm is not None and warm.proc.poll() is not None:
+                    warm.discard()  # it died waiting (its log says why): start another
+                    warm = None
+                if warm is None:
+                    warm = self._start_warm()
+                try:
+                    group = self.store.claim_next(self.group_wait)
+                except Exception:  # database busy: try again shortly
+                    log.exception("could not claim the next alert")
+                    group = []
+                if not group:
+                    self._slots.release()
+                    released = True
+                    with self._wake:
+                        if not self._stopping:
+                            # with group_wait, a queued alert becomes ready by itself: look again then
+                            self._wake.wait(timeout=min(2.0, self.group_wait) if self.group_wait > 0 else 2.0)
+                    continue
+                released = True  # _run gives the slot back once containment is done
+                self._run(group, warm, self._slots.release)
+                warm = None
+            finally:
+                if not released:
+                    self._slots.release()
 
-    def _popen(self, log_path: Path) -> subprocess.Popen[bytes]:
-        """`python -m responder.server.job`, its output to `log_path`, its stdin a pipe."""
-        env = {**self.env, "RESPONDER_SERVER_PID": str(os.getpid())}
+    def _popen(self, log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+        """`python -m responder.server.job`, its output to `log_path`, its stdin a pipe; with the
+        read end of the pipe on which it says that its containment step is done."""
+        phase_read, phase_write = os.pipe()
+        env = {**self.env, "RESPONDER_SERVER_PID": str(os.getpid()), "RESPONDER_PHASE_FD": str(phase_write)}
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             # own session: a Ctrl-C at the server's terminal drains the server (grace, then SIGTERM)
             # instead of reaching every running playbook at once
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "responder.server.job"],
                 stdin=subprocess.PIPE,
                 stdout=fd,
                 stderr=fd,
                 env=env,
                 start_new_session=True,
+                pass_fds=(phase_write,),
             )
+        except BaseException:
+            os.close(phase_read)
+            raise
         finally:
             os.close(fd)
+            os.close(phase_write)
+        return proc, phase_read
 
-    def _spawn(self, job: Mapping[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, job: Mapping[str, Any], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
         """Start a job process with `job` (plus where things are) on stdin, all at once."""
-        proc = self._popen(log_path)
+        proc, phase = self._popen(log_path)
         _send(proc, json.dumps({**self.job_base, **job}) + "\n", close=True)
-        return proc
+        return proc, phase
 
     def _start_warm(self) -> _Warm | None:
         """A job process started before there is a job: it imports what a run needs and waits
         for its job on stdin, so an alert does not wait for Python to start (about 0.25 s)."""
         path = self.log_dir / f"warm-{threading.current_thread().name}.log"
         try:
-            proc = self._popen(path)
+            proc, phase = self._popen(path)
         except OSError as exc:
             log.warning("could not start a warm worker process: %s", exc)
             return None
         _send(proc, json.dumps(dict(self.job_base)) + "\n", close=False)
         with self._procs_lock:
             self._warm[proc.pid] = proc
-        return _Warm(proc, path, self)
+        return _Warm(proc, path, self, phase)
 
     def _hand_over(
         self, warm: _Warm | None, job: Mapping[str, Any], log_path: Path
-    ) -> subprocess.Popen[bytes]:
+    ) -> tuple[subprocess.Popen[bytes], int]:
         """Give `job` to the warm process if it is still alive (its log becomes the alert's),
         else start a process for it now."""
         if warm is not None and warm.proc.poll() is None:
@@ -191,25 +217,29 @@ class WorkerPool:
             with contextlib.suppress(OSError):
                 warm.path.replace(log_path)
             if _send(warm.proc, json.dumps(dict(job)) + "\n", close=True):
-                return warm.proc
+                return warm.proc, warm.phase
             warm.discard()
         elif warm is not None:
             warm.discard()
         return self._spawn(job, log_path)
 
-    def _run(self, group: list[int], warm: _Warm | None = None) -> None:
+    def _run(
+        self, group: list[int], warm: _Warm | None = None, contained: Callable[[], None] = lambda: None
+    ) -> None:
         """One job process for a claimed alert, or for a storm's alerts that share one incident
-        (the first is the lead: its log file, its incident)."""
+        (the first is the lead: its log file, its incident). `contained` is called once, when
+        the run says its containment step is done or when the process ends."""
         alert_id = group[0]
         log_path = self.log_dir / f"alert-{alert_id}.log"
         job: dict[str, Any] = {"job": "alert", "alert_id": alert_id}
         if len(group) > 1:
             job["group"] = group
         try:
-            proc = self._hand_over(warm, job, log_path)
+            proc, phase = self._hand_over(warm, job, log_path)
         except OSError as exc:
             for member in group:
                 self.store.finish_claim(member, f"could not start the worker process: {exc}")
+            contained()
             return
         with self._procs_lock:
             self._procs[proc.pid] = proc
@@ -217,6 +247,11 @@ class WorkerPool:
         try:
             for member in group:
                 self.store.set_worker(member, proc.pid)
+            try:
+                os.read(phase, 64)  # "contained", or end of file once the process is gone
+            finally:
+                os.close(phase)
+                contained()
             code = proc.wait()
         finally:
             with self._procs_lock:
@@ -235,7 +270,8 @@ class WorkerPool:
 
         def target() -> None:
             try:
-                proc = self._spawn(job, self.log_dir / "api-jobs.log")
+                proc, phase = self._spawn(job, self.log_dir / "api-jobs.log")
+                os.close(phase)  # a carried-on run takes no containment slot
             except OSError as exc:
                 log.error("could not start the job %s: %s", job.get("job"), exc)
                 return
@@ -253,10 +289,11 @@ class WorkerPool:
 class _Warm:
     """A warm job process and the log it writes until it has a job."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], path: Path, pool: WorkerPool) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], path: Path, pool: WorkerPool, phase: int) -> None:
         self.proc = proc
         self.path = path
         self.pool = pool
+        self.phase = phase  # read end of its "containment done" pipe
 
     def discard(self) -> None:
         """Stop it (no job will come) and forget it."""
@@ -266,6 +303,8 @@ class _Warm:
             self.proc.kill()
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            os.close(self.phase)
 
 
 def _send(proc: subprocess.Popen[bytes], text: str, close: bool) -> bool:

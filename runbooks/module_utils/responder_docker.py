@@ -707,9 +707,17 @@ class EvidenceWriter(object):
         real_dir = os.path.realpath(directory)
         if os.path.dirname(os.path.realpath(self.final)) != real_dir:
             raise RejectedInput("evidence path escapes its directory")
-        self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        # Held until the file is renamed or removed: tells quarantine_stray_partials it is live.
+        # Created under a name the quarantine does not look at, locked, and only then renamed to
+        # .partial: the lock (held until the file is renamed or removed) tells
+        # quarantine_stray_partials the file is live, and no sweep can find it unlocked in between
+        # (a fleet snapshots several containers at once, and several incidents share a host).
+        creating = self.final + ".creating"
+        self.fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            os.link(creating, self.partial)  # fails, like O_EXCL, if that .partial exists
+        finally:
+            os.unlink(creating)
         self.sha = hashlib.sha256()
         self.size = 0
         self.flushed = 0
@@ -735,10 +743,11 @@ class EvidenceWriter(object):
         os.fsync(self.fd)
         if self.size >= WRITEBACK_EVERY:
             _drop_cached(self.fd, 0, 0)
+        # Renamed while still locked: a sweep must never find the .partial unlocked.
+        os.rename(self.partial, self.final)
+        os.fchmod(self.fd, 0o400)
         os.close(self.fd)
         self.fd = None
-        os.rename(self.partial, self.final)
-        os.chmod(self.final, 0o400)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -212,6 +212,8 @@ def run_for_targets(module, docker, act, workers=8):
     """Run `act(module, docker, ref)` on the module's `container` argument: one reference as
     before, or each container of a fleet list; exits the module with every container's result."""
     container = module.params["container"]
+    if isinstance(container, int) and not isinstance(container, bool):
+        container = str(container)  # a reference of digits only ("9") reaches the module as a number
     if isinstance(container, str):
         act(module, docker, container)
         return

@@ -214,3 +214,29 @@ except rd.Terminated:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert proc.stdout.strip() == "unwound", proc.stderr
     assert os.listdir(directory) == []
+
+
+def test_a_sweep_never_quarantines_a_partial_that_is_being_written(tmp_path: Path) -> None:
+    """#13: a fleet snapshots several containers at once, each thread's evidence_dir() sweeps for
+    strays: a writer's .partial must never be visible before its lock is held."""
+    root = tmp_path / "evidence"
+    directory = Path(rd.private_dir(str(root), "INC-20261203-000000-0001"))
+    stop = threading.Event()
+    moved: list[dict] = []
+
+    def sweep() -> None:
+        while not stop.is_set():
+            moved.extend(rd.quarantine_stray_partials(str(root)))
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        for n in range(300):
+            writer = rd.EvidenceWriter(str(directory), f"{n:012x}-20261203T000000Z-logs.txt")
+            writer.write(b"x")
+            writer.commit()
+    finally:
+        stop.set()
+        sweeper.join()
+    assert moved == []
+    assert len([p for p in directory.iterdir() if p.name.endswith(".txt")]) == 300
