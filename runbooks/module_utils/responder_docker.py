@@ -633,6 +633,15 @@ def quarantine_stray_partials(root):
                     if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                         continue  # still being written
                     raise
+                # Locked, but is it still the stray? A writer that finished meanwhile renamed it
+                # (then unlocked): the lock is ours only because the file is no longer a .partial.
+                try:
+                    here = os.stat(source, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                mine = os.fstat(fd)
+                if (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
+                    continue
                 quarantine = private_dir(root, "quarantine")
                 target = os.path.join(quarantine, "%s-%s" % (incident, name))
                 suffix = 1
@@ -640,7 +649,10 @@ def quarantine_stray_partials(root):
                     target = os.path.join(quarantine, "%s-%s.%d" % (incident, name, suffix))
                     suffix += 1
                 size = os.fstat(fd).st_size
-                os.rename(source, target)
+                try:
+                    os.rename(source, target)
+                except FileNotFoundError:  # another sweep moved it first
+                    continue
                 os.chmod(target, 0o400)
                 moved.append({"incident": incident, "name": name, "size": size, "path": target})
             finally:
