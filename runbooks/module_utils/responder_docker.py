@@ -122,6 +122,20 @@ class _UnixHTTPConnection(HTTPConnection if HTTPConnection else object):
         self.sock = sock
 
 
+def _api_socket(default_socket):
+    """The Unix socket the docker CLI would talk to, if it would talk to one on this host:
+    DOCKER_HOST=unix://PATH (a second daemon, rootless Docker, Podman's Docker-compatible
+    socket), else the default socket when no other context is selected. None: use the CLI
+    (ssh://, tcp://, a context), which knows how to reach it."""
+    host = os.environ.get("DOCKER_HOST") or ""
+    if host:
+        path = host[len("unix://") :] if host.startswith("unix://") else ""
+        if path.startswith("/") and os.environ.get("DOCKER_CONTEXT") in (None, "", "default"):
+            return path if os.path.exists(path) else None
+        return None
+    return default_socket if _cli_uses_local_socket(default_socket) else None
+
+
 def _cli_uses_local_socket(socket_path):
     """Whether the docker CLI would talk to dockerd on `socket_path`: no DOCKER_HOST, no other
     context selected (DOCKER_CONTEXT or the CLI config's currentContext), and the socket is there."""
@@ -158,13 +172,14 @@ class Docker(object):
     def __init__(self, binary="docker", timeout=None):
         self.binary = binary
         self.timeout = timeout or call_timeout()
-        self.use_api = HTTPConnection is not None and _cli_uses_local_socket(self.SOCKET)
+        self.socket = _api_socket(self.SOCKET)
+        self.use_api = HTTPConnection is not None and self.socket is not None
 
     def api(self, method, path, body=None, timeout=None):
         """One Engine API request; returns the response body. 304 (nothing to do) is success;
         other 3xx and up raise DockerError with dockerd's message."""
         timeout = timeout or self.timeout
-        conn = _UnixHTTPConnection(self.SOCKET, timeout)
+        conn = _UnixHTTPConnection(self.socket, timeout)
         headers = {}
         payload = None
         if body is not None:
@@ -198,7 +213,7 @@ class Docker(object):
         process copying them through a pipe, which on a busy host is one copy too many.
         """
         inactivity_timeout = inactivity_timeout or self.timeout
-        conn = _UnixHTTPConnection(self.SOCKET, inactivity_timeout)
+        conn = _UnixHTTPConnection(self.socket, inactivity_timeout)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
@@ -264,7 +279,7 @@ class Docker(object):
                     "client": None,
                     "server": server.get("Version"),
                     "api": server.get("ApiVersion"),
-                    "via": "Engine API on %s" % self.SOCKET,
+                    "via": "Engine API on %s" % self.socket,
                 }
             data = json.loads(self.run(["version", "--format", "{{json .}}"]))
             server = data.get("Server") or {}

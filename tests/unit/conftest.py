@@ -74,7 +74,7 @@ def fake_dockerd(tmp_path: Path) -> Iterator[FakeDockerd]:
         thread.start()
         threads.append(thread)
         docker = rd.Docker()
-        docker.SOCKET = path
+        docker.socket = path
         docker.use_api = True
         docker.requests = requests
         return docker

@@ -75,7 +75,7 @@ def test_disconnect_names_the_network_in_the_path_and_the_container_in_the_body(
 def test_a_daemon_that_is_not_there_is_unavailable(tmp_path: Path) -> None:
     docker = rd.Docker()
     docker.use_api = True
-    docker.SOCKET = str(tmp_path / "nothing-listens-here.sock")
+    docker.socket = str(tmp_path / "nothing-listens-here.sock")
     with pytest.raises(rd.DockerError) as caught:
         docker.pause(CID)
     assert caught.value.reason == "docker_unavailable"  # blocked and retried, not failed for good
@@ -110,7 +110,7 @@ def test_versions_say_how_docker_was_reached(fake_dockerd: FakeDockerd) -> None:
         "client": None,
         "server": "20.10.24",
         "api": "1.41",
-        "via": f"Engine API on {docker.SOCKET}",
+        "via": f"Engine API on {docker.socket}",
     }
 
 
@@ -221,3 +221,24 @@ def test_reconnect_asks_for_the_recorded_aliases_and_addresses(fake_dockerd: Fak
         },
     }
     assert plain == {"Container": CID, "EndpointConfig": {"Aliases": []}}
+
+
+def test_a_unix_docker_host_is_spoken_to_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second daemon, rootless Docker or Podman's Docker-compatible socket: DOCKER_HOST=unix://PATH
+    is one HTTP request per call too; ssh:// and tcp:// stay with the CLI."""
+    sock = tmp_path / "other.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    try:
+        monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+        assert rd._api_socket("/var/run/docker.sock") == str(sock)
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'absent.sock'}")
+        assert rd._api_socket("/var/run/docker.sock") is None
+        for remote in ("ssh://root@db1", "tcp://10.0.0.5:2376"):
+            monkeypatch.setenv("DOCKER_HOST", remote)
+            assert rd._api_socket("/var/run/docker.sock") is None
+    finally:
+        listener.close()
