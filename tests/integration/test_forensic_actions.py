@@ -124,8 +124,11 @@ def test_a_container_without_readable_logs_is_still_contained(docker: Docker, da
 
 
 def test_through_the_docker_cli_when_docker_host_is_set(docker: Docker, data_dir: Path) -> None:
-    """With DOCKER_HOST (or another CLI context) the modules call the docker CLI, not the local
-    socket: the whole contain playbook still works and its evidence says how it was collected."""
+    """With another CLI context (or a DOCKER_HOST that is not a Unix socket) the modules call the
+    docker CLI, not a socket: the whole contain playbook still works and its evidence says how it
+    was collected. (DOCKER_HOST=unix://PATH is spoken to through the API: test_engine_api.)"""
+    docker("context", "rm", "-f", "rt-viacli", check=False)
+    docker("context", "create", "rt-viacli", "--docker", "host=unix:///var/run/docker.sock")
     net = docker.network("cli")
     victim = docker.container(
         "viacli",
@@ -144,8 +147,9 @@ def test_through_the_docker_cli_when_docker_host_is_set(docker: Docker, data_dir
         "-p",
         f"container={victim}",
         data_dir=data_dir,
-        env={"DOCKER_HOST": "unix:///var/run/docker.sock"},
+        env={"DOCKER_CONTEXT": "rt-viacli"},
     )
+    docker("context", "rm", "-f", "rt-viacli", check=False)
     assert result.returncode == 0, result.output
     info = docker.inspect(victim)
     assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
