@@ -42,23 +42,15 @@ def coerce(spec: ParamSpec, raw: Any) -> Any:
         else:
             raise ParamValueError(f"expected true or false, got {raw!r}")
     elif spec.type is ParamType.TARGETS:
-        items = _as_list(raw, "a container reference, or a list of references and selectors")
+        items = _as_list(
+            raw, "a container reference, or a list of references and selectors (a,b,c or a JSON list)"
+        )
         try:
             value = targets.normalise(_clean(i) for i in items)
         except targets.TargetSyntaxError as exc:
             raise ParamValueError(str(exc)) from exc
     else:
-        if isinstance(raw, str):
-            text = raw.strip()
-            if text.startswith("["):
-                try:
-                    raw = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ParamValueError(f"not a JSON list: {exc.msg}") from exc
-            else:
-                raw = [item.strip() for item in text.split(",") if item.strip()]
-        if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
-            raise ParamValueError("expected a list of strings (a,b,c or a JSON list)")
+        raw = _as_list(raw, "a list of strings (a,b,c or a JSON list)")
         if len(raw) > MAX_LIST:
             raise ParamValueError(f"list longer than {MAX_LIST} items")
         value = [_clean(i) for i in raw]
@@ -81,7 +73,7 @@ def _as_list(raw: Any, what: str) -> list[str]:
         else:
             raw = [item.strip() for item in text.split(",") if item.strip()]
     if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
-        raise ParamValueError(f"expected {what} (a,b,c or a JSON list of strings)")
+        raise ParamValueError(f"expected {what}")
     return raw
 
 
