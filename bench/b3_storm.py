@@ -12,7 +12,6 @@ timeNano), against `responder serve` with the shipped contain-container playbook
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import tempfile
@@ -20,10 +19,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from bench.common import IMAGE, clean_env, docker, report, summary
-from tests.unit.test_alert_intake import AM
+from tests.integration.test_storm import notification
 from tests.webhook_client import Server
 
 
@@ -71,19 +69,6 @@ class Disconnects:
 
     def close(self) -> None:
         self._proc.terminate()
-
-
-def notification(names: list[str]) -> dict[str, Any]:
-    payload = copy.deepcopy(AM)
-    template = payload["alerts"][0]
-    payload["alerts"] = []
-    for name in names:
-        alert = copy.deepcopy(template)
-        alert["labels"] = {"alertname": "ContainerCompromised", "severity": "critical", "container": name}
-        alert["fingerprint"] = uuid.uuid4().hex[:16]
-        payload["alerts"].append(alert)
-    payload["commonLabels"] = payload["groupLabels"] = {"alertname": "ContainerCompromised"}
-    return payload
 
 
 def containers(net: str, count: int) -> tuple[list[str], list[str]]:
