@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.sshd import SSHTarget, start_sshd
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -185,35 +185,6 @@ def docker(docker_ready: None) -> Iterator[Docker]:
     helper.cleanup()
 
 
-@dataclass
-class SSHTarget:
-    port: int
-    key: Path
-    known_hosts: Path
-
-    def inventory(self, path: Path, hosts: dict[str, dict] | None = None) -> Path:
-        base = {
-            "ansible_host": "127.0.0.1",
-            "ansible_port": self.port,
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(self.key),
-            "ansible_ssh_common_args": f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes",
-            "ansible_python_interpreter": "/usr/bin/python3",
-        }
-        data = {"all": {"hosts": hosts or {"dockerhost": base}}}
-        if hosts:
-            for name, extra in hosts.items():
-                data["all"]["hosts"][name] = {**base, **extra}
-        path.write_text(yaml.safe_dump(data))
-        return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHTarget]:
     require(
@@ -221,39 +192,11 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHTarget]:
         "openssh-server is missing",
     )
     require(os.geteuid() == 0, "the sshd fixture logs in as root and must run as root")
-    root = tmp_path_factory.mktemp("sshd")
-    os.chmod(root, 0o700)
-    host_key, client_key = root / "host_ed25519", root / "client_ed25519"
-    for key in (host_key, client_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
-    port = _free_port()
-    config = root / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {root}/sshd.pid\n"
-        f"AuthorizedKeysFile {root}/authorized_keys\nPermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\nMaxStartups 50\nMaxSessions 50\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    with open(root / "sshd.log", "w") as log:
-        proc = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log
-        )
-    host_pub = (root / "host_ed25519.pub").read_text().split()
-    known = root / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()}")
-    yield SSHTarget(port=port, key=client_key, known_hosts=known)
+    try:
+        target, proc = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield target
     proc.terminate()
     proc.wait(timeout=10)
 

@@ -82,6 +82,12 @@ def _secret_expr(step_id: str, arg: str) -> str:
 # runner's environment allow-list drops it.)
 MODULE_ENV: Mapping[str, str] = {"PYTHONUNBUFFERED": ""}
 
+# Where a host's Docker API is not the default socket (several daemons on one machine, rootless
+# Docker, Podman's Docker-compatible socket), the inventory says so per host with
+# `responder_docker_host: unix:///path/docker.sock`; modules get it as DOCKER_HOST. Unset, the
+# key is omitted and the host's own DOCKER_HOST (if any) stands. Trusted text; it reads a host var.
+DOCKER_HOST_EXPR = "{{ responder_docker_host | default(omit) }}"
+
 
 # A fleet step's containers on this host: what the resolve_targets step (or an earlier step of
 # this run, having dropped containers that are gone or held) left in the host fact, else what
@@ -98,8 +104,9 @@ def build_playbook(
     """One play per step, so events name their step and a failed host drops out of later steps.
 
     `environment` comes from responder's own settings (never from params or alerts) and is set,
-    over MODULE_ENV, for every module of every play, over SSH as on the local connection."""
-    environment = {**MODULE_ENV, **(environment or {})}
+    over MODULE_ENV and the host's `responder_docker_host`, for every module of every play, over
+    SSH as on the local connection."""
+    environment = {**MODULE_ENV, "DOCKER_HOST": DOCKER_HOST_EXPR, **(environment or {})}
     plays: list[dict[str, Any]] = []
     for step in steps:
         role_vars: dict[str, str] = {

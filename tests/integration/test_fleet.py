@@ -5,14 +5,18 @@ own, and release can give back one container of a fleet."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Docker, incident_id, run_cli
+from tests.conftest import Docker, SSHTarget, incident_id, require, run_cli
+from tests.extra_dockerd import ExtraDockerd
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +166,63 @@ def test_a_container_gone_mid_incident_fails_only_itself_and_one_container_can_b
     assert _networks(docker, a) == [net]
     assert _networks(docker, b) == []  # the rest of the fleet stays contained
     assert _events(data_dir, incident, "container_released")
+
+
+@pytest.fixture
+def second_host(docker_ready: None) -> Iterator[ExtraDockerd]:
+    """Another Docker host: a dockerd of its own (own netns, own socket, own containers)."""
+    require(
+        os.geteuid() == 0 and shutil.which("nsenter") is not None, "a second dockerd needs root and nsenter"
+    )
+    daemon = ExtraDockerd(f"fleet{uuid.uuid4().hex[:6]}")
+    try:
+        daemon.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield daemon
+    daemon.stop()
+
+
+def test_a_fleet_over_two_ssh_hosts_acts_on_each_hosts_own_containers_and_release_gives_all_back(
+    docker: Docker, sshd: SSHTarget, second_host: ExtraDockerd, data_dir: Path, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    net = docker.network("two")
+    here = [docker.container(f"alpha{i}", "--network", net, "--label", f"fleet={tag}") for i in range(2)]
+    bystander = docker.container("alpha-other", "--network", net)
+    second_host.docker("network", "create", "beta-net")
+    there = [f"beta{i}-{tag}" for i in range(3)]
+    for name in there:
+        second_host.docker(
+            "run", "-d", "--name", name, "--network", "beta-net", "--label", f"fleet={tag}",
+            "responder-test/busybox", "sleep", "3600",
+        )  # fmt: skip
+
+    def beta_networks(name: str) -> list[str]:
+        return sorted(json.loads(second_host.docker("inspect", name))[0]["NetworkSettings"]["Networks"])
+
+    inventory = sshd.inventory(
+        tmp_path / "inventory.yml",
+        {"alpha": {}, "beta": {"responder_docker_host": second_host.docker_host}},
+    )
+    args = ("run", "isolate-container", "-p", f"container=label:fleet={tag}", "-i", str(inventory))
+    dry = run_cli(*args, "--dry-run", data_dir=data_dir)
+    assert dry.returncode == 0, dry.output
+    assert all(n in dry.stdout for n in [*here, *there]), dry.stdout  # the blast radius, both hosts
+    result = run_cli(*args, data_dir=data_dir)
+    assert result.returncode == 0, result.output
+    assert [_networks(docker, n) for n in here] == [[], []]
+    assert _networks(docker, bystander) == [net]
+    assert [beta_networks(n) for n in there] == [[], [], []]
+    incident = incident_id(result.stdout)
+    status, data = _step(data_dir, incident, "isolate")
+    assert status == "succeeded"
+    per_host = {
+        host: sorted(t["container_name"] for t in out["targets"].values())
+        for host, out in data["outputs"].items()
+    }
+    assert per_host == {"alpha": sorted(here), "beta": sorted(there)}
+    released = run_cli("release", incident, "--reason", "drill over", data_dir=data_dir)
+    assert released.returncode == 0, released.output
+    assert [_networks(docker, n) for n in here] == [[net], [net]]
+    assert [beta_networks(n) for n in there] == [["beta-net"]] * 3
