@@ -32,6 +32,11 @@ class Intake:
     no_action: str | None = None
     no_action_code: str | None = None  # a metrics label: why nothing is done (host_event, ...)
 
+    @property
+    def acts(self) -> bool:
+        """A playbook takes this alert: routed, its params accepted, not a host event."""
+        return self.route is not None and self.rejected is None and self.no_action is None
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -221,6 +221,8 @@ class AlertStore:
             for intakes, decisions in zip(batch, results, strict=True):
                 for intake, decision in zip(intakes, decisions, strict=True):
                     alert = intake.alert
+                    if alert.status == FIRING and not intake.acts:
+                        continue  # the fast path never answers for a playbook that did not see it
                     window = float(intake.route.window if intake.route else DEFAULT_WINDOW)
                     self._recent[(alert.dedup_key, alert.status)] = Seen(
                         decision.alert_id,
@@ -253,13 +255,25 @@ class AlertStore:
     def _decide(self, db: sqlite3.Connection, intake: Intake, now: float, now_iso: str) -> Decision:
         alert = intake.alert
         window = intake.route.window if intake.route else DEFAULT_WINDOW
-        # Find and count a repeat in one statement: most deliveries in a burst are repeats.
+        # Find and count a repeat in one statement: most deliveries in a burst are repeats. A
+        # firing alert repeats only one that was routed the same way: an unmatched or rejected
+        # delivery never swallows a later one that a playbook takes (same rule, higher priority).
         previous = db.execute(
             "UPDATE alerts SET repeats=repeats+1, last_seen=?, "
             "expires_at=CASE WHEN expires_at IS NULL THEN NULL ELSE ? END "
             "WHERE id=(SELECT id FROM alerts WHERE dedup_key=? AND status=? "
-            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC LIMIT 1) RETURNING id, incident_id",
-            (now_iso, now + window, alert.dedup_key, alert.status, now),
+            "AND (expires_at IS NULL OR expires_at > ?) "
+            "AND (? OR (state IN ('unmatched', 'rejected', 'no_action')) = ?) "
+            "ORDER BY id DESC LIMIT 1) RETURNING id, incident_id",
+            (
+                now_iso,
+                now + window,
+                alert.dedup_key,
+                alert.status,
+                now,
+                alert.status != FIRING,
+                not intake.acts,
+            ),
         ).fetchone()
         if previous is not None:
             if previous["incident_id"] and alert.status == FIRING:

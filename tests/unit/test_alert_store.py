@@ -151,6 +151,24 @@ def test_unmatched_rejected_and_no_action_are_recorded(store: AlertStore, router
     assert store.counts() == {"unmatched": 1, "rejected": 1, "no_action": 1}
 
 
+def test_an_unmatched_event_never_swallows_a_matching_one_for_the_same_container(
+    store: AlertStore, router: Router
+) -> None:
+    # #15 bug 2: Falco's dedup key is host, container and rule; the priority decides the route.
+    notice = {**FALCO, "priority": "Notice"}
+    first = decide(store, intake(router, notice, alerts_mod.parse_falco))
+    assert first.result == "unmatched"
+    repeat = decide(store, intake(router, notice, alerts_mod.parse_falco))
+    assert (repeat.result, repeat.alert_id) == ("duplicate", first.alert_id)  # no row per delivery
+    # the server's in-memory fast path does not answer for it either: it must be routed again
+    assert store.known_duplicates(alerts_mod.parse_falco(FALCO)) is None
+    warning = decide(store, intake(router, FALCO, alerts_mod.parse_falco))
+    assert warning.result == "queued"
+    again = decide(store, intake(router, FALCO, alerts_mod.parse_falco))
+    assert (again.result, again.alert_id) == ("duplicate", warning.alert_id)
+    assert store.counts() == {"unmatched": 1, "queued": 1}
+
+
 def test_resolved_is_recorded_on_the_incident_and_queues_nothing(store: AlertStore, router: Router) -> None:
     queued = decide(store, intake(router, burst_alert(1)))
     assert store.claim_next() == [queued.alert_id]
