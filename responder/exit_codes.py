@@ -28,3 +28,19 @@ STATUS_EXIT = {
     "target_gone": 3,
     "interrupted": 130,
 }
+
+
+# What a dry run exits with when a step would end this way: what the real run would exit with.
+_STEP_EXIT = {
+    "failed": 3,
+    "partial": 3,
+    "host_unreachable": 4,
+    "config_error": 5,
+    "timed_out": 6,
+    "interrupted": 130,
+}
+
+
+def step_exit_code(outcome: str) -> int:
+    """The exit code a run ending on a step with this outcome gives (0: it would go on)."""
+    return _STEP_EXIT.get(str(outcome), 0)

@@ -37,16 +37,19 @@ class StepTally:
         }
 
     def line(self) -> str:
-        """One line for people: `done a, b; failed c; not done d` (skipped only when there are some)."""
-        parts = [f"done {', '.join(self.done) or 'nothing'}"]
-        if self.partly_done:
-            parts.append(f"partly done {', '.join(self.partly_done)}")
-        if self.failed:
-            parts.append(f"failed {', '.join(self.failed)}")
-        if self.skipped:
-            parts.append(f"skipped {', '.join(self.skipped)}")
-        parts.append(f"not done {', '.join(self.not_done) or 'nothing'}")
-        return "; ".join(parts)
+        """One line for people: `done a, b; failed c; not done d`, naming only the kinds that
+        have steps (never "done nothing" or "not done nothing")."""
+        kinds = (
+            ("done", self.done),
+            ("partly done", self.partly_done),
+            ("failed", self.failed),
+            ("skipped", self.skipped),
+            ("not done", self.not_done),
+        )
+        parts = [f"{kind} {', '.join(steps)}" for kind, steps in kinds if steps]
+        if not self.done and not self.partly_done and parts:
+            parts.insert(0, "nothing done")
+        return "; ".join(parts) or "no steps"
 
 
 def tally_steps(outcomes: Iterable[tuple[str, str]]) -> StepTally:

@@ -8,6 +8,7 @@ from typing import IO, TYPE_CHECKING
 
 from responder import fleet_view
 from responder.execution.events import RunnerEvent, StepOutcome
+from responder.exit_codes import step_exit_code
 from responder.outcomes import tally_mapping
 from responder.targets import TARGETS_STEP
 from responder.vocabulary import EventKind
@@ -107,8 +108,14 @@ def print_dry_run(
         if result is None:
             w("     (not reached)\n\n")
             continue
+        worst = max(worst, step_exit_code(result.outcome))
         if not result.hosts:
-            w(f"     {result.outcome}: {result.message}\n")
+            reason = result.message or (
+                "not reached: an earlier step stopped on every host"
+                if result.outcome is StepOutcome.NOT_RUN
+                else "no host reported"
+            )
+            w(f"     {result.outcome}: {reason}\n")
         if step.id == TARGETS_STEP:
             for line in fleet_view.blast_radius({h: r.outputs for h, r in result.hosts.items()}):
                 w(f"     {line}\n")
@@ -119,12 +126,14 @@ def print_dry_run(
             out_data = host_result.outputs
             w(f"     host {host}: {host_result.outcome}")
             if host_result.outcome is not StepOutcome.SUCCEEDED:
-                worst = 2
-                w(f" -- {host_result.message}")
+                worst = max(worst, step_exit_code(host_result.outcome))
+                w(f" -- {host_result.message or host_result.reason or 'no reason given'}")
             w("\n")
             if out_data.get("container_id"):
                 w(f"       container: {out_data.get('container_id')} ({out_data.get('container_name')})\n")
-                w(f"       image: {out_data.get('image')} [{out_data.get('image_id')}]\n")
+                if out_data.get("image") or out_data.get("image_id"):
+                    image = out_data.get("image") or "(untagged)"
+                    w(f"       image: {image} [{out_data.get('image_id') or 'unknown ID'}]\n")
                 nets = out_data.get("networks")
                 names = (
                     [n.get("name") if isinstance(n, dict) else n for n in nets]
@@ -157,11 +166,15 @@ def print_incident(out: IO[str], timeline: Timeline, incident_id: str) -> None:
     if inc.next_step:
         w(f"  waiting:  step {inc.next_step} needs approval (responder approve {inc.id} {inc.next_step})\n")
     steps = timeline.steps(incident_id)
+    events = timeline.events(incident_id)
     if steps:
-        w("  steps:    " + ", ".join(f"{sid}={status}" for sid, (status, _) in steps.items()) + "\n")
-        w(f"  outcome:  {tally_mapping({sid: status for sid, (status, _) in steps.items()}).line()}\n")
+        # in the order they ran (first seen on the timeline), not the order rows were written
+        ran = list(dict.fromkeys(e.step for e in events if e.step in steps))
+        order = ran + [sid for sid in steps if sid not in ran]
+        w("  steps:    " + ", ".join(f"{sid}={steps[sid][0]}" for sid in order) + "\n")
+        w(f"  outcome:  {tally_mapping({sid: steps[sid][0] for sid in order}, order).line()}\n")
     w("\ntimeline (UTC):\n")
-    for event in timeline.events(incident_id):
+    for event in events:
         where = " ".join(x for x in (event.step or "", f"@{event.host}" if event.host else "") if x)
         w(f"  {event.ts}  #{event.seq:<4} {event.kind:<20} {where:<28} {event.actor:<16} {event.message}\n")
     evidence = timeline.evidence(incident_id)

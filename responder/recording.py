@@ -204,6 +204,8 @@ class Recorder:
     ) -> None:
         """A step's outcome on the ledger, and its `step_finished` event."""
         self.timeline.set_step(incident_id, step_id, outcome, outputs)
+        if message.startswith(f"{outcome}:"):  # never "skipped: skipped: ..."
+            message = message[len(outcome) + 1 :].strip()
         text = f"step {step_id}: {outcome}" + (f": {message}" if message else "")
         data: dict[str, Any] = {"outcome": outcome}
         if hosts:

@@ -9,6 +9,7 @@ with `responder_docker_host: unix://<socket>`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -119,13 +120,7 @@ class ExtraDockerd:
         self._teardown_leftovers()
 
     def _teardown_leftovers(self) -> None:
-        pidfile = self.run_root / "dockerd.pid"
-        if pidfile.exists():
-            try:
-                os.kill(int(pidfile.read_text().strip() or 0), signal.SIGKILL)
-                time.sleep(0.5)
-            except (ValueError, ProcessLookupError):
-                pass
+        _kill_with_descendants(str(self.run_root))
         mounts = [
             line.split()[1]
             for line in Path("/proc/self/mounts").read_text().splitlines()
@@ -136,3 +131,32 @@ class ExtraDockerd:
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.run_root, ignore_errors=True)
+
+
+def _kill_with_descendants(marker: str) -> None:
+    """SIGKILL every process whose command line names `marker` (an earlier run's dockerd, its
+    containerd, the containerd shims), and their descendants (the containers' processes)."""
+    parents: dict[int, int] = {}
+    marked: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if marker in cmdline:
+            marked.add(int(entry.name))
+    doomed = set(marked)
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in doomed} - doomed
+        doomed |= more
+        grew = bool(more)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if doomed:
+        time.sleep(0.5)

@@ -101,6 +101,16 @@ class Route:
             values, _ = params_mod.resolve(self.playbook, given, environ={})
         except UsageError as exc:
             problems.extend(str(exc).splitlines())
+        else:
+            spec = self.playbook.target_param
+            if spec is not None and spec.name in given and not isinstance(values.get(spec.name), str):
+                # An alert names the one container it is about. A selector (label:, image:) or a
+                # list taken from attacker-influenced alert text could widen the blast radius to
+                # every matching container; those come from an operator (`responder run`).
+                problems.append(
+                    f"param {spec.name!r} from the alert must name one container (a name or ID), "
+                    f"not {str(given[spec.name])[:80]!r}; selectors and lists come only from `responder run`"
+                )
         limit = None
         if self.limit is not None:
             found, host = resolve_pointer(alert.document, self.limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -57,4 +58,10 @@ def test_wheel_ships_playbooks_and_runbooks(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(target)},
     ).stdout
     assert str(target / "responder" / "_data" / "playbooks") in out
+    # #15 bug 6: an editor following an installed playbook's $schema modeline finds the schema
+    installed = sorted((target / "responder" / "_data" / "playbooks").glob("*.yml"))
+    assert installed
+    for playbook in installed:
+        (modeline,) = re.findall(r"\$schema=(\S+)", playbook.read_text())
+        assert (playbook.parent / modeline).resolve().is_file(), (playbook.name, modeline)
     assert "isolate_network" in out and "preserve_logs" in out

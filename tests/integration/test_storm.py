@@ -65,11 +65,11 @@ def test_one_notification_opens_one_fleet_incident_and_links_every_alert(
     server: Server, docker: Docker
 ) -> None:
     net = docker.network("storm")
-    victims = [docker.container(f"storm{i}", "--network", net) for i in range(12)]
+    victims = [docker.container(f"storm{i}", "--network", net) for i in range(50)]
     reply = server.post(AM_PATH, notification(victims))
     assert reply.status == 202, reply.body
     ids = [a["alert_id"] for a in reply.json()["alerts"]]
-    assert len(ids) == 12 and all(a["result"] == "queued" for a in reply.json()["alerts"])
+    assert len(ids) == 50 and all(a["result"] == "queued" for a in reply.json()["alerts"])
     server.wait_for(lambda: all(_isolated(docker, v) for v in victims), what="every container isolated")
     states = server.wait_for(
         lambda: (lambda s: s if all(st == "started" and inc for st, inc in s.values()) else None)(
@@ -83,7 +83,7 @@ def test_one_notification_opens_one_fleet_incident_and_links_every_alert(
     assert server.wait_status(incident, {"awaiting_approval", "failed"}) == "awaiting_approval"
     timeline = server.get(f"/v1/incidents/{incident}/timeline").json()["events"]
     isolate = [e for e in timeline if e["kind"] == "step_finished" and e["step"] == "isolate"]
-    assert isolate and "12 of 12 containers on 1 host" in isolate[-1]["message"]
+    assert isolate and "50 of 50 containers on 1 host" in isolate[-1]["message"]
 
     # A later alert for a new container opens a further incident; one for a container the fleet
     # incident holds joins it (no second run).

@@ -61,7 +61,7 @@ def test_target_evidence_root_link_fails_the_step_and_writes_nothing(
         "run", str(playbook), "-p", f"container={victim}", "--config", str(config), data_dir=data_dir
     )
     assert result.returncode != 0, result.output
-    assert "is a symbolic link" in result.output and "done nothing" in result.output
+    assert "is a symbolic link" in result.output and "nothing done" in result.output
     assert list(elsewhere.iterdir()) == [] and _evidence_rows(data_dir) == []
 
 

@@ -391,6 +391,26 @@ def test_shipped_playbooks_route_compromise_alerts(catalog: Catalog) -> None:
     assert route is not None and route.playbook.name == "isolate-container"
 
 
+@pytest.mark.parametrize(
+    "container", ["label:app=shop", "image:nginx:1.25", "web-1,web-2", "label:x=y,web-1"]
+)
+def test_an_alert_names_one_container_never_a_selector(catalog: Catalog, container: Any) -> None:
+    # Alert text is attacker-influenced: a selector in it would widen the blast radius.
+    router = Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted(shipped_dir("playbooks").glob("*.yml"))]
+    )
+    payload = copy.deepcopy(AM)
+    payload["alerts"][0]["labels"].update(alertname="ContainerCompromised", container=container)
+    (alert,) = alerts_mod.parse_alertmanager(payload)
+    route = router.route(alert)
+    assert route is not None and route.playbook.name == "contain-container"
+    with pytest.raises(RejectedInput, match="must name one container"):
+        route.run_inputs(alert)
+    payload["alerts"][0]["labels"]["container"] = "web-1"
+    (alert,) = alerts_mod.parse_alertmanager(payload)
+    assert route.run_inputs(alert)[0]["container"] == "web-1"
+
+
 # authentication --------------------------------------------------------------------------------
 
 TOKEN = b"token-0123456789abcdef"

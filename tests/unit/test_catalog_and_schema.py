@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,12 @@ def test_shipped_playbooks_validate() -> None:
     assert files
     for path in files:
         load_playbook(path, catalog)
+
+
+def test_shipped_playbooks_schema_modeline_resolves_in_the_checkout() -> None:
+    for playbook in sorted(shipped_dir("playbooks").glob("*.yml")):
+        (modeline,) = re.findall(r"\$schema=(\S+)", playbook.read_text())
+        assert (playbook.parent / modeline).resolve().is_file(), (playbook.name, modeline)
 
 
 def test_duplicate_action_names_fail_loudly(tmp_path: Path) -> None:

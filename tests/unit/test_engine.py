@@ -119,7 +119,7 @@ def test_abort_stops_and_records_what_was_not_done(tmp_path: Path) -> None:
     closed = next(e for e in engine.timeline.events(outcome.incident_id) if e.kind == "incident_closed")
     assert closed.data["not_done"] == ["wait", "later"]
     assert closed.data["done"] == [] and closed.data["failed"] == ["first"]
-    assert "done nothing; failed first" in closed.message
+    assert "nothing done; failed first" in closed.message
 
 
 def test_no_summary_calls_a_failed_step_done(tmp_path: Path) -> None:

@@ -41,11 +41,13 @@ def test_kinds_of_not_done() -> None:
     assert tally.not_done == ("cut", "never", "crashed")
     assert tally.skipped == ("skip",)
     assert tally.line() == (
-        "done nothing; failed fail, down, bad, slow, future; skipped skip; not done cut, never, crashed"
+        "nothing done; failed fail, down, bad, slow, future; skipped skip; not done cut, never, crashed"
     )
 
 
 def test_mapping_follows_the_given_order_then_the_rest() -> None:
     tally = tally_mapping({"c": "succeeded", "a": "succeeded", "b": "failed"}, ["a", "b", "missing"])
     assert tally.done == ("a", "c") and tally.failed == ("b",)
-    assert tally_mapping({}).line() == "done nothing; not done nothing"
+    assert tally_mapping({}).line() == "no steps"
+    # #15 bug 7: no "not done nothing" when everything was done
+    assert tally_mapping({"a": "succeeded", "b": "succeeded"}).line() == "done a, b"
