@@ -24,7 +24,8 @@ _NULL = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
 # YAML 1.1 booleans that YAML 1.2 reads as strings: PyYAML turns them into True/False.
-_YAML11_BOOL = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+AMBIGUOUS = "is ambiguous: YAML 1.1 tools read it as a boolean"
+YAML11_BOOL = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$")
 # Forms that YAML 1.1 (PyYAML) would turn into numbers but a reader would take for text or a mode.
@@ -152,7 +153,7 @@ class _Builder:
             if key == "<<" and key_node.style is None:
                 self.fail(path, key_node, "YAML merge keys (<<) are not supported")
                 continue
-            if key_node.style is None and (_YAML11_BOOL.match(key) or key in _TRUE | _FALSE | _NULL):
+            if key_node.style is None and (YAML11_BOOL.match(key) or key in _TRUE | _FALSE | _NULL):
                 self.fail(
                     (*path, key),
                     key_node,
@@ -186,11 +187,11 @@ class _Builder:
             return True
         if text in _FALSE:
             return False
-        if _YAML11_BOOL.match(text):
+        if YAML11_BOOL.match(text):
             self.fail(
                 path,
                 node,
-                f"{text!r} is ambiguous: YAML 1.1 tools read it as a boolean",
+                f"{text!r} {AMBIGUOUS}",
                 f"write true/false for a boolean, or quote it ('{text}') for text",
             )
             return text

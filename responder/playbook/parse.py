@@ -33,7 +33,7 @@ from responder.playbook.model import (
     Step,
 )
 from responder.playbook.param_values import ParamValueError, coerce
-from responder.strict_yaml import Document, Path_
+from responder.strict_yaml import YAML11_BOOL, Document, Path_
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -61,7 +61,14 @@ def load_playbook(path: Path, catalog: Catalog) -> Playbook:
         raise PlaybookError(problems)
     validator = _Validator(doc, catalog)
     playbook = validator.run(path, hashlib.sha256(raw).hexdigest())
-    problems.extend(validator.problems)
+    # Where the validator, which knows what the field is for, has something to say, the generic
+    # "ambiguous in YAML 1.1" warning at the same spot would repeat it with a vaguer hint.
+    checked = {(p.line, p.column) for p in validator.problems if p.line is not None}
+    problems = [
+        p
+        for p in problems
+        if not (p.message.endswith(strict_yaml.AMBIGUOUS) and (p.line, p.column) in checked)
+    ] + validator.problems
     if problems or playbook is None:
         raise PlaybookError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     return playbook
@@ -182,7 +189,15 @@ class _Validator:
                 pattern=pattern,
                 secret=secret,
             )
-            if "default" in body and spec.default is not None:
+            if ptype is ParamType.BOOL and isinstance(spec.default, str) and YAML11_BOOL.match(spec.default):
+                meant = "true" if spec.default.lower() in ("y", "yes", "on") else "false"
+                self.add(
+                    (*path, "default"),
+                    f"default {spec.default!r} is text here, not a boolean: responder reads YAML 1.2, "
+                    "where only true and false are booleans",
+                    f"write `default: {meant}`",
+                )
+            elif "default" in body and spec.default is not None:
                 try:
                     coerce(spec, spec.default)
                 except ParamValueError as exc:

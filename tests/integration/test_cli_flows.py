@@ -56,6 +56,10 @@ def test_approval_gate_then_approve(docker: Docker, data_dir: Path) -> None:
     assert full_id in outputs  # the step after the gate read the gated step's output
     again = run_cli("approve", incident, "--all", *FIXTURE_ARGS, data_dir=data_dir)
     assert again.returncode == 2 and "not awaiting approval" in again.stderr
+    shown = run_cli("show", incident, data_dir=data_dir).stdout
+    # #15 bug 7: steps in the order they ran, not alphabetically
+    assert "steps:    logs=succeeded, isolate=succeeded, after=succeeded" in shown, shown
+    assert "outcome:  done logs, isolate, after\n" in shown, shown
 
 
 def test_approval_gate_then_deny(docker: Docker, data_dir: Path) -> None:
@@ -90,6 +94,7 @@ def test_dry_run_changes_nothing_and_shows_the_plan(docker: Docker, data_dir: Pa
     assert f"would: disconnect from {net}" in out
     assert "image: responder-test/busybox" in out and info["Image"] in out
     assert '"container": "' + victim + '"' in out  # rendered arguments
+    assert "None" not in out  # #15 bug 8: preserve_logs printed `image: None [None]`
     assert docker.inspect(victim)["NetworkSettings"]["Networks"].keys() == {net}
     assert run_cli("incidents", data_dir=data_dir).stdout.strip() == "no incidents yet"
     assert not list((data_dir / "runs").iterdir())

@@ -184,6 +184,20 @@ def test_unreachable_host_is_not_a_playbook_error(sshd: SSHTarget, data_dir: Pat
     )
     assert result.returncode == 4, result.output
     assert "host_unreachable" in result.stdout
+    # #15 bug 4: the dry run exits as the real run does, and every line says why
+    dry = run_cli(
+        "run",
+        "isolate-container",
+        "-i",
+        str(inventory),
+        "-p",
+        "container=web",
+        "--dry-run",
+        data_dir=data_dir,
+    )
+    assert dry.returncode == 4, dry.output
+    assert "host deadhost: host_unreachable -- " in dry.stdout and "not reached" in dry.stdout, dry.stdout
+    assert not [line for line in dry.stdout.splitlines() if line.rstrip().endswith(":")], dry.stdout
 
 
 def test_unknown_module_is_a_configuration_error(data_dir: Path) -> None:

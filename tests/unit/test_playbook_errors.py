@@ -75,3 +75,23 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path, catalog) -> None:
     bad.write_bytes(b"name: caf\xe9\n")
     with pytest.raises(PlaybookError, match="not valid UTF-8"):
         load_playbook(bad, catalog)
+
+
+@pytest.mark.parametrize(("written", "meant"), [("no", "false"), ("yes", "true"), ('"off"', "false")])
+def test_a_yes_no_bool_default_is_one_problem_with_the_right_hint(
+    tmp_path: Path, catalog, written: str, meant: str
+) -> None:
+    # #15 bug 7: reported twice, and the generic hint said to quote it (text) where a bool is wanted
+    path = tmp_path / "yn.yml"
+    path.write_text(
+        "version: 1\nname: yn\ndescription: d\nseverity: low\nparams:\n"
+        "  container: {type: string, required: true}\n"
+        f"  include_volumes:\n    type: bool\n    default: {written}\n"
+        "steps:\n  - id: isolate\n    action: isolate_network\n"
+        '    with: {container: "{{ params.container }}"}\n'
+    )
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, catalog)
+    (problem,) = info.value.problems
+    assert problem.line == 9 and "not a boolean" in problem.message
+    assert problem.hint == f"write `default: {meant}`"
