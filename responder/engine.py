@@ -469,6 +469,7 @@ class Engine:
                 for h, r in step_result.hosts.items()
             },
             host_outputs=host_outputs,
+            action=step.action,
         )
         if step_result.outcome in _STOPPING:
             return _STOPPING[step_result.outcome]

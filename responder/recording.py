@@ -60,6 +60,10 @@ def per_container(outputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [outputs]
 
 
+# Outcomes after which what a step changed may still be in place.
+_IN_EFFECT = (StepOutcome.SUCCEEDED, StepOutcome.PARTIAL)
+
+
 class Recorder:
     """Writes one engine's incidents onto the timeline; `on_event` hears of every event written."""
 
@@ -201,8 +205,11 @@ class Recorder:
         outputs: Mapping[str, Any] | None = None,
         hosts: Mapping[str, Any] | None = None,
         host_outputs: Mapping[str, Any] | None = None,
+        action: str | None = None,
     ) -> None:
-        """A step's outcome on the ledger, and its `step_finished` event."""
+        """A step's outcome on the ledger, and its `step_finished` event. A step of a containment
+        action (or one release can undo) that changed something says so in the event (`in_effect`),
+        so a report can say what stays in place until release."""
         self.timeline.set_step(incident_id, step_id, outcome, outputs)
         if message.startswith(f"{outcome}:"):  # never "skipped: skipped: ..."
             message = message[len(outcome) + 1 :].strip()
@@ -212,6 +219,9 @@ class Recorder:
             data["hosts"] = dict(hosts)
         if host_outputs:
             data["outputs"] = dict(host_outputs)
+        meta = self.catalog.get(action) if action else None
+        if meta is not None and (meta.containment or meta.undo_action) and outcome in _IN_EFFECT:
+            data["in_effect"] = {"changes": meta.changes, "undo": meta.undo if meta.undo_action else ""}
         self.event(incident_id, EventKind.STEP_FINISHED, text, step=step_id, data=data)
 
     def collect(self, incident_id: str, step: Step, result: StepResult) -> None:

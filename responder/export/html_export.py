@@ -183,5 +183,9 @@ def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
     items = summary.open_items
     for item in items:
         w(f"<li>{h(item)}</li>")
-    w("</ul>" if items else "<li>Nothing: every step completed.</li></ul>")
+    w(
+        "</ul>"
+        if items
+        else "<li>Nothing: every step completed and nothing it changed is still in place.</li></ul>"
+    )
     w("\n</body></html>\n")

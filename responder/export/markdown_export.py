@@ -126,6 +126,6 @@ def write(timeline: Timeline, summary: Summary, out: IO[str]) -> None:
     w("\n## What remains open\n\n")
     items = summary.open_items
     if not items:
-        w("Nothing: every step completed.\n")
+        w("Nothing: every step completed and nothing it changed is still in place.\n")
     for item in items:
         w(f"- {md(item)}\n")

@@ -37,6 +37,7 @@ class StepSpan:
     message: str = ""
     hosts: dict[str, str] = field(default_factory=dict)  # host -> outcome
     containers: list[dict[str, str]] = field(default_factory=list)  # a fleet step's, one row each
+    in_effect: dict[str, str] = field(default_factory=dict)  # what it changed stays until release
 
 
 @dataclass
@@ -75,7 +76,8 @@ class Summary:
 
     @property
     def open_items(self) -> list[str]:
-        """What still needs someone: a waiting gate, failed steps, hash mismatches."""
+        """What still needs someone: a waiting gate, failed steps, containment still in place
+        (and how release undoes it), hash mismatches."""
         items: list[str] = []
         status = self.incident.status
         if status is IncidentStatus.AWAITING_APPROVAL:
@@ -87,6 +89,17 @@ class Summary:
                 items.append(
                     f"step {span.step_id} ({span.action or 'action'}) ended {span.outcome}"
                     + (f": {span.message}" if span.message else "")
+                )
+        if status is not IncidentStatus.RELEASED:
+            release = f"`responder release {self.incident.id} --reason ...`"
+            for span in self.steps.values():
+                if not span.in_effect:
+                    continue
+                changes = span.in_effect.get("changes") or "its change"
+                undo = span.in_effect.get("undo")
+                items.append(
+                    f"step {span.step_id} ({span.action or 'action'}) is still in effect: {changes.rstrip('.')}. "
+                    + (f"{release} undoes it: {undo.rstrip('.')}." if undo else "release does not undo it.")
                 )
         for record in self.evidence:
             if record.sha256_controller != record.sha256_source:
@@ -121,6 +134,7 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
             span.finished = ts
             span.outcome = str(data.get("outcome", ""))
             span.message = message.split(": ", 2)[-1] if ": " in message else ""
+            span.in_effect = {k: str(v) for k, v in (data.get("in_effect") or {}).items()}
             for host_name, detail in (data.get("hosts") or {}).items():
                 span.hosts[host_name] = str(detail.get("outcome", ""))
                 summary.hosts.add(host_name)

@@ -4,10 +4,12 @@ always-valid JSON of a stored alert document."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,3 +219,14 @@ def group_key(playbook: Playbook, params: Mapping[str, Any] | None, limit: str |
     rest = {k: v for k, v in params.items() if k != spec.name}
     text = json.dumps([str(playbook.source), limit, rest], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def settle(pairs: Sequence[tuple[Future[list[Decision]] | asyncio.Future[list[Decision]], Any]]) -> None:
+    """Hand each waiting request its decisions (or the error); one that gave up is skipped."""
+    for future, outcome in pairs:
+        if future.done():
+            continue  # the request gave up (timeout, client gone)
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from responder.intake.records import (
     dump,
     group_key,
     queued_alert,
+    settle,
 )
 from responder.locks import lock_key
 from responder.timeline import Event, Redactor, insert_event
@@ -169,12 +169,12 @@ class AlertStore:
             if db.is_busy(exc) and time.monotonic() < deadline:
                 loop.call_later(0.01, self._loop_attempt, loop, batch, deadline)
                 return
-            _settle([(future, StoreUnavailable(str(exc))) for _, future in batch])
+            settle([(future, StoreUnavailable(str(exc))) for _, future in batch])
             return
         except Exception as exc:
-            _settle([(future, exc) for _, future in batch])
+            settle([(future, exc) for _, future in batch])
             return
-        _settle([(future, decisions) for (_, future), decisions in zip(batch, results, strict=True)])
+        settle([(future, decisions) for (_, future), decisions in zip(batch, results, strict=True)])
 
     def close(self) -> None:
         """Write the repeats still counted in memory, then close the connections."""
@@ -497,14 +497,3 @@ class AlertStore:
         """Readiness: the database answers a read."""
         with self._workers_lock:
             self._workers_db.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
-
-
-def _settle(pairs: Sequence[tuple[Future[list[Decision]] | asyncio.Future[list[Decision]], Any]]) -> None:
-    """Hand each waiting request its decisions (or the error); one that gave up is skipped."""
-    for future, outcome in pairs:
-        if future.done():
-            continue  # the request gave up (timeout, client gone)
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
