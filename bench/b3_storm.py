@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import threading
@@ -26,10 +27,14 @@ from tests.webhook_client import Server
 
 
 class Disconnects:
-    """`docker events` for network disconnects: container full ID -> first disconnect time (ns)."""
+    """`docker events` for network disconnects: container full ID -> first disconnect time (ns),
+    on the default daemon or the one at `docker_host`."""
 
-    def __init__(self) -> None:
+    def __init__(self, docker_host: str | None = None) -> None:
         self.seen: dict[str, int] = {}
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"}
+        if docker_host:
+            env["DOCKER_HOST"] = docker_host
         self._lock = threading.Lock()
         self._proc = subprocess.Popen(
             [
@@ -44,6 +49,7 @@ class Disconnects:
             ],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         threading.Thread(target=self._read, daemon=True).start()
         time.sleep(0.3)  # let the subscription start before anything is posted

@@ -30,6 +30,7 @@ from responder.planning import (
     ansible_context,
     depends_on,
     fleet_playbook,
+    found_before,
     merge_outputs,
     pinned_targets,
     plan_step,
@@ -440,9 +441,7 @@ class Engine:
             if step.id in finished:
                 continue
             if stop is not None:
-                self.record.step(
-                    incident_id, step.id, StepOutcome.NOT_RUN, "not run: an earlier step stopped the run"
-                )
+                self.record.step(incident_id, step.id, StepOutcome.NOT_RUN, "an earlier step stopped the run")
                 continue
             stop = self._finish_step(incident_id, step, step_result, outputs)
         if self.claims.held:
@@ -476,7 +475,8 @@ class Engine:
         if step_result.outcome is StepOutcome.FAILED and step.on_failure is OnFailure.ABORT:
             failing = [h for h in step_result.hosts.values() if h.outcome is StepOutcome.FAILED]
             if failing and all(h.reason == "target_gone" for h in failing):
-                return IncidentStatus.TARGET_GONE  # the container vanished: what was done is on the timeline
+                # Never found by any step: a wrong name, not a container that vanished mid-run.
+                return IncidentStatus.TARGET_GONE if found_before(outputs, step.id) else IncidentStatus.FAILED
             if failing and all(h.reason == "docker_unavailable" for h in failing):
                 return IncidentStatus.BLOCKED  # dockerd is down or restarting: wait and try again
             return IncidentStatus.FAILED

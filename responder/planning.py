@@ -164,7 +164,11 @@ def fleet_playbook(playbook: Playbook, params: Mapping[str, Any], max_targets: i
         action=targets.RESOLVE_ROLE,
         with_={
             "selectors": f"{{{{ params.{spec.name} }}}}",
-            "max_targets": max_targets or playbook.max_targets,
+            # The cap is for selectors (label:, image:), which can match more than anyone sees;
+            # named containers (typed by the operator, or one per alert of a storm) are not
+            # capped. 0: no cap.
+            "max_targets": max_targets
+            or (playbook.max_targets if targets.is_selection(params[spec.name]) else 0),
         },
         timeout=120,
         description="resolve the targets to containers on every host (the blast radius)",
@@ -360,3 +364,13 @@ def target_env(settings: Settings, incident_id: str, open_incidents: list[str]) 
         "RESPONDER_OPEN_INCIDENTS": ",".join(i for i in open_incidents if i != incident_id),
         "RESPONDER_CLAIM_SINCE": incident_time_now(),
     }
+
+
+def found_before(outputs: Mapping[str, Mapping[str, Any]], this_step: str) -> bool:
+    """Whether a step before `this_step` resolved a container (a single one, or a fleet's): a
+    container missing after that vanished mid-run; missing before, it was never there."""
+    return any(
+        out.get("container_id") or out.get("targets")
+        for step_id, out in outputs.items()
+        if step_id != this_step and isinstance(out, Mapping)
+    )

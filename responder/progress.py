@@ -166,7 +166,7 @@ def print_incident(out: IO[str], timeline: Timeline, incident_id: str) -> None:
     if inc.next_step:
         w(f"  waiting:  step {inc.next_step} needs approval (responder approve {inc.id} {inc.next_step})\n")
     steps = timeline.steps(incident_id)
-    events = timeline.events(incident_id)
+    events = list(timeline.events(incident_id))
     if steps:
         # in the order they ran (first seen on the timeline), not the order rows were written
         ran = list(dict.fromkeys(e.step for e in events if e.step in steps))

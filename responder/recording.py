@@ -370,7 +370,7 @@ class Recorder:
         ledger = self.timeline.steps(incident_id)
         for step in playbook.steps:
             if step.id not in ledger:
-                self.step(incident_id, step.id, StepOutcome.NOT_RUN, "not run")
+                self.step(incident_id, step.id, StepOutcome.NOT_RUN, "not reached")
         ledger = self.timeline.steps(incident_id)
         if stop is None:
             failed = [

@@ -40,6 +40,8 @@ SERVER_KEYS = {
     "group_wait",
     "token_file",
     "hmac_secret_file",
+    "tls_cert",
+    "tls_key",
 }
 SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
 
@@ -147,7 +149,7 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     call = data.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)
     if isinstance(call, bool) or not isinstance(call, int | float) or not 1 <= call <= 3600:
         raise ConfigError(f"{path}: docker_call_timeout must be seconds from 1 to 3600, got {call!r}")
-    for key in ("host", "token_file", "hmac_secret_file"):
+    for key in ("host", "token_file", "hmac_secret_file", "tls_cert", "tls_key"):
         if key in server and not isinstance(server[key], str):
             raise ConfigError(f"{path}: [server] {key} must be a string, got {server[key]!r}")
     return data

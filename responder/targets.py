@@ -75,6 +75,12 @@ def is_fleet(value: Any) -> bool:
     return isinstance(value, list)
 
 
+def is_selection(value: Any) -> bool:
+    """Whether any selector picks containers by label or image (it may match more than anyone
+    listed); a value of names and IDs only counts exactly what its author named."""
+    return any(not CONTAINER_REF.fullmatch(s) for s in selectors_of(value))
+
+
 def selectors_of(value: Any) -> list[str]:
     """The value as a list of selectors (a single reference becomes a list of one)."""
     if isinstance(value, str):
@@ -100,6 +106,7 @@ __all__ = [
     "check_selector",
     "describe",
     "is_fleet",
+    "is_selection",
     "normalise",
     "selectors_of",
 ]

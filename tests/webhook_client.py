@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ class Server:
             (secrets_dir / "hmac").write_text(HMAC_SECRET + "\n")
             self.env["RESPONDER_WEBHOOK_HMAC_SECRET_FILE"] = str(secrets_dir / "hmac")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tls: ssl.SSLContext | None = None  # set to speak HTTPS (a server started with --tls-cert)
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30) -> Server:
@@ -101,6 +103,8 @@ class Server:
     # HTTP -------------------------------------------------------------------------------------
 
     def connection(self) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30, context=self.tls)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def request(

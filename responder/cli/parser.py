@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "params) share its incident; those of one Alertmanager notification always do "
         "(default: [server] group_wait or 0)",
     )
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM, chain)")
+    serve.add_argument("--tls-key", metavar="FILE", help="its private key (PEM, mode 600)")
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",

@@ -13,6 +13,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """`responder serve`: the alert webhook and incident API, wired from flags and config."""
     from responder.server.auth import load_auth
     from responder.server.main import ServeOptions, serve
+    from responder.server.tls import server_context
 
     settings = settings_from(args)
     catalog = catalog_for(settings)
@@ -29,6 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else float(config.get("body_timeout", 10)),
         group_wait=args.group_wait if args.group_wait is not None else float(config.get("group_wait", 0)),
         insecure_no_auth=args.insecure_no_auth,
+        tls=server_context(args.tls_cert or config.get("tls_cert"), args.tls_key or config.get("tls_key")),
         inventory=inventory,
         job_base={
             "settings": {

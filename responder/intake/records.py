@@ -209,6 +209,12 @@ def attach_alert(timeline: Timeline, alert_id: int, incident_id: str, summary: M
         )
 
 
+# The most alerts one storm incident answers. Each names its own container, so the playbook's
+# max_targets (a cap on label and image selectors) does not split them: one Ansible run over the
+# hosts contains them all, where 50-alert slices would queue behind each other.
+STORM_GROUP_LIMIT = 500
+
+
 def group_key(playbook: Playbook, params: Mapping[str, Any] | None, limit: str | None) -> str | None:
     """Alerts with the same key may be answered by one fleet incident: same playbook (file), same
     host limit, same params except the one container they name. None for a playbook without a

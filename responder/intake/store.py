@@ -21,6 +21,7 @@ from responder.errors import Unavailable
 from responder.ids import utc_iso, utc_now
 from responder.intake.alerts import FIRING, Alert
 from responder.intake.records import (
+    STORM_GROUP_LIMIT,
     Decision,
     Intake,
     QueuedAlert,
@@ -377,7 +378,7 @@ class AlertStore:
                 # A queued alert's worker reads its whole document; the rest are kept for the record.
                 dump(alert.document) if state == "queued" else bounded_document(alert.document),
                 group_key(playbook, intake.params, intake.limit) if playbook else None,
-                playbook.max_targets if playbook else None,
+                STORM_GROUP_LIMIT if playbook else None,
             ),
         )
         assert cursor.lastrowid is not None
@@ -395,7 +396,7 @@ class AlertStore:
     def claim_next(self, group_wait: float = 0.0) -> list[int]:
         """Take the oldest queued alert for a worker (queued -> claimed), with every queued alert
         that may share its incident (same playbook, host limit and params but the container;
-        up to the playbook's max_targets): an alert storm becomes one fleet incident. With
+        up to STORM_GROUP_LIMIT): an alert storm becomes one fleet incident. With
         `group_wait`, an alert is taken only once it has waited that long for company (the
         alerts of one Alertmanager notification arrive together and need no wait). Empty when
         nothing is ready."""

@@ -87,8 +87,9 @@ TOP_FIELDS: dict[str, FieldSpec] = {
     ),
     "max_targets": FieldSpec(
         "integer",
-        "Most containers a run may act on; a run whose targets resolve to more is refused before "
-        "anything changes (override with `responder run --max-targets N`).",
+        "Most containers a label: or image: selector may pick; a run whose selectors resolve to "
+        "more is refused before anything changes (override with `responder run --max-targets N`). "
+        "Containers named one by one are not capped.",
         minimum=1,
         maximum=10000,
         default=50,

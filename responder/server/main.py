@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import sys
 import time
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ class ServeOptions:
     inventory: str | None
     job_base: Mapping[str, Any]  # where things are (settings locations, inventory), for worker jobs
     group_wait: float = 0.0  # how long a lone alert waits for others to share its fleet incident
+    tls: ssl.SSLContext | None = None  # HTTPS with this certificate (tls.server_context)
 
 
 def load_routable_playbooks(settings: Settings, catalog: Catalog) -> list[Playbook]:
@@ -196,6 +198,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
             port=options.port,
             print=lambda text: log.info("%s", text.strip()),
             access_log=None,
+            ssl_context=options.tls,
             shutdown_timeout=5.0,
             handle_signals=True,
         )

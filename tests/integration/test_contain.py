@@ -251,3 +251,18 @@ def test_ambiguous_prefix_is_refused(docker: Docker, data_dir: Path) -> None:
     )
     assert "is ambiguous" in result.stdout, result.output
     assert result.returncode == 3
+
+
+def test_a_misspelt_container_is_a_plain_failure_not_a_vanished_one(
+    docker_ready: None, data_dir: Path
+) -> None:
+    # #15 bug 5: it was recorded as target_gone ("disappeared mid-run") and summarised as done
+    result = run_cli("run", "contain-container", "-p", "container=no-such-container-typo", data_dir=data_dir)
+    assert result.returncode == 3, result.output
+    out = result.stdout
+    assert "no such container 'no-such-container-typo'" in out
+    assert (
+        "incident failed: nothing done; failed isolate; not done snapshot, preserve_logs, stop, rotate" in out
+    )
+    assert "target_gone" not in out and "not_run: not run" not in out
+    assert "failed" in run_cli("incidents", data_dir=data_dir).stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -325,7 +326,10 @@ def test_target_gone_mid_playbook(docker: Docker, data_dir: Path, tmp_path: Path
     playbook = _playbook(
         tmp_path,
         "gone",
-        "  - id: wait\n    action: sleep_for\n    with: {seconds: 3}\n"
+        # a step finds the container first: after that, its absence is `target_gone` (a name
+        # that no step ever found is a wrong name: `failed`, see test_contain)
+        "  - id: logs\n    action: preserve_logs\n    with: {container: '{{ params.container }}'}\n"
+        "  - id: wait\n    action: sleep_for\n    with: {seconds: 4}\n"
         "  - id: isolate\n    action: isolate_network\n"
         "    with: {container: '{{ params.container }}'}\n",
     )
@@ -338,7 +342,18 @@ def test_target_gone_mid_playbook(docker: Docker, data_dir: Path, tmp_path: Path
         f"container={victim}",
         data_dir=data_dir,
     )
-    time.sleep(1.5)
+
+    def logs_done() -> bool:
+        if not (data_dir / "timeline.db").exists():
+            return False
+        with contextlib.closing(sqlite3.connect(data_dir / "timeline.db", timeout=10)) as db:
+            return bool(
+                db.execute("SELECT 1 FROM steps WHERE step_id='logs' AND status='succeeded'").fetchone()
+            )
+
+    deadline = time.monotonic() + 60
+    while not logs_done() and time.monotonic() < deadline:
+        time.sleep(0.1)
     docker("rm", "-f", victim)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 3, output

@@ -4,9 +4,14 @@ what it must never refuse. A real server process on loopback; no container is ne
 from __future__ import annotations
 
 import copy
+import http.client
 import json
+import os
 import re
 import socket
+import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -246,3 +251,59 @@ def test_dropped_alerts_that_open_no_incident_are_told_to_slack(tmp_path: Path) 
     (message,) = slack.state.messages
     assert "left 5 alert(s)" in message.text and message.thread_ts is None
     assert "<x>" not in message.text and "&lt;x&gt;" in message.text  # alert text is escaped for Slack
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", "/CN=responder-test", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    key.chmod(0o600)
+    return cert, key
+
+
+def test_native_tls_serves_https_and_refuses_half_a_configuration(tmp_path: Path) -> None:
+    """#15: `--tls-cert/--tls-key`, so the README's https:// is true without a proxy."""
+    cert, key = _self_signed(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    srv = Server(data, "--tls-cert", str(cert), "--tls-key", str(key), secrets_dir=secrets, auth="token")
+    srv.tls = ssl.create_default_context(cafile=str(cert))
+    srv.start()
+    try:
+        assert srv.request("GET", "/healthz").status == 200
+        other = am_alert("TlsUnrouted", container="web-1")
+        reply = srv.post("/v1/alerts/alertmanager", notification([other]))
+        assert reply.status == 200 and reply.json()["alerts"][0]["result"] == "unmatched", reply.body
+        assert srv.post("/v1/alerts/alertmanager", notification([other]), token=None).status == 401
+        srv.tls = ssl.create_default_context()  # a client that does not trust this certificate
+        with pytest.raises(ssl.SSLCertVerificationError):
+            srv.request("GET", "/healthz")
+        srv.tls = None  # plain HTTP to the TLS port gets no HTTP answer
+        with pytest.raises((http.client.HTTPException, OSError)):
+            srv.request("GET", "/healthz")
+    finally:
+        srv.stop()
+    half = subprocess.run(
+        [sys.executable, "-m", "responder", "serve", "--tls-cert", str(cert)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RESPONDER_DATA_DIR": str(data)},
+    )
+    assert half.returncode == 2 and "needs both a certificate and its key" in half.stderr, half.stderr
+    key.chmod(0o644)
+    loose = subprocess.run(
+        [sys.executable, "-m", "responder", "serve", "--tls-cert", str(cert), "--tls-key", str(key)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RESPONDER_DATA_DIR": str(data)},
+    )
+    assert loose.returncode == 2 and "chmod 600" in loose.stderr, loose.stderr

@@ -727,3 +727,28 @@ def test_a_run_that_cannot_start_fails_its_alert_visibly(
         assert 'responder_alerts{state="failed"} 1' in srv.request("GET", "/metrics").body.decode()
     finally:
         srv.stop()
+
+
+def test_falcos_own_http_output_works_only_on_loopback_and_falcosidekick_carries_the_token(
+    data_dir: Path, secrets_dir: Path
+) -> None:
+    """#15 bug 9: Falco's http_output sends no custom header (falco.yaml, outputs_http.cpp): only
+    Content-Type and its User-Agent. The README says what that means; this is that request."""
+    event = {k: v for k, v in FALCO.items() if k != "uuid"}  # uuid is Falcosidekick's addition
+    event["rule"] = "Some rule no playbook takes"
+    falco_headers = {"User-Agent": "falcosecurity/falco"}
+    loopback = Server(data_dir, *FIXTURE_ARGS).start()  # no credentials: loopback only
+    try:
+        reply = loopback.post(FALCO_PATH, event, token=None, **falco_headers)
+        assert (reply.status, reply.json()["alerts"][0]["result"]) == (200, "unmatched"), reply.body
+    finally:
+        loopback.stop()
+    guarded = Server(data_dir, *FIXTURE_ARGS, secrets_dir=secrets_dir, auth="token").start()
+    try:
+        assert guarded.post(FALCO_PATH, event, token=None, **falco_headers).status == 401
+        # Falcosidekick's webhook output with customHeaders: {Authorization: "Bearer ..."}
+        sidekick = {**event, "uuid": str(uuid.uuid4())}
+        reply = guarded.post(FALCO_PATH, sidekick, **{"User-Agent": "Falcosidekick"})
+        assert reply.status == 200 and reply.json()["alerts"][0]["result"] == "duplicate", reply.body
+    finally:
+        guarded.stop()

@@ -16,6 +16,7 @@ import pytest
 
 from responder.catalog import load_catalog
 from responder.intake import alerts as alerts_mod
+from responder.intake import store as store_mod
 from responder.intake.records import AlertClaimLost, Intake, mark_started
 from responder.intake.routing import Router
 from responder.intake.store import AlertStore, StoreUnavailable
@@ -365,10 +366,15 @@ def test_alerts_queued_together_for_one_playbook_are_claimed_as_one_group(
     assert store.claim_next() == []
 
 
-def test_a_group_never_exceeds_the_playbooks_max_targets(store: AlertStore, shipped_router: Router) -> None:
+def test_a_storm_is_one_group_past_max_targets_and_split_only_at_the_storm_limit(
+    store: AlertStore, shipped_router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each alert names its own container: max_targets (a cap on selectors) does not slice them.
     ids = [decide(store, intake(shipped_router, compromised(f"web-{i}"))).alert_id for i in range(53)]
-    first, second = store.claim_next(), store.claim_next()
-    assert first == ids[:50] and second == ids[50:]  # contain-container: max_targets 50
+    assert store.claim_next() == ids  # contain-container's max_targets is 50
+    monkeypatch.setattr(store_mod, "STORM_GROUP_LIMIT", 20)
+    more = [decide(store, intake(shipped_router, compromised(f"app-{i}"))).alert_id for i in range(23)]
+    assert store.claim_next() == more[:20] and store.claim_next() == more[20:]
 
 
 def test_group_wait_holds_a_lone_alert_until_it_has_waited(store: AlertStore, shipped_router: Router) -> None:
