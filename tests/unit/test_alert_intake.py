@@ -411,6 +411,62 @@ def test_an_alert_names_one_container_never_a_selector(catalog: Catalog, contain
     assert route.run_inputs(alert)[0]["container"] == "web-1"
 
 
+def _stock_falco(rule: str, priority: str, *, sidekick: bool = False) -> dict[str, Any]:
+    """An event as stock Falco's json_output writes it (and Falcosidekick forwards it, adding a uuid)."""
+    event = {
+        "hostname": "node-1",
+        "output": f"12:00:00.000000000: {priority} {rule} (container_id=0123456789ab)",
+        "output_fields": {"container.id": "0123456789ab", "container.name": "web-1", "evt.time": 1},
+        "priority": priority,
+        "rule": rule,
+        "source": "syscall",
+        "tags": ["container", "maturity_stable"],
+        "time": "2026-12-03T12:00:00.000000000Z",
+    }
+    if sidekick:
+        event["uuid"] = "1f0d6a3e-7a55-4d6c-9a59-2f6f5a0c1b2e"
+    return event
+
+
+@pytest.mark.parametrize(
+    ("rule", "priority", "playbook"),
+    [
+        ("Terminal shell in container", "Notice", "isolate-container"),  # as it ships: Notice
+        ("Redirect STDOUT/STDIN to Network Connection in Container", "Notice", "isolate-container"),
+        ("Netcat Remote Code Execution in Container", "Warning", "isolate-container"),
+        ("Drop and execute new binary in container", "Critical", "contain-container"),
+        ("Fileless execution via memfd_create", "Critical", "contain-container"),
+        ("Detect release_agent File Container Escapes", "Critical", "contain-container"),
+        ("Terminal shell in container", "Informational", None),  # lowered by a local override
+        ("Read sensitive file untrusted", "Warning", None),  # no container action for it
+    ],
+)
+@pytest.mark.parametrize("sidekick", [False, True])
+def test_stock_falco_rules_start_the_shipped_playbooks(
+    catalog: Catalog, rule: str, priority: str, playbook: str | None, sidekick: bool
+) -> None:
+    router = Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted(shipped_dir("playbooks").glob("*.yml"))]
+    )
+    (alert,) = alerts_mod.parse_falco(_stock_falco(rule, priority, sidekick=sidekick))
+    route = router.route(alert)
+    assert (route.playbook.name if route else None) == playbook
+    if route is not None:
+        params, limit = route.run_inputs(alert)
+        assert params["container"] == "0123456789ab" and limit == "node-1"  # act on the event's host
+
+
+def test_a_shipped_playbook_takes_generic_alerts(catalog: Catalog) -> None:
+    router = Router.from_playbooks(
+        [load_playbook(p, catalog) for p in sorted(shipped_dir("playbooks").glob("*.yml"))]
+    )
+    body = {"id": "g-1", "name": "ContainerCompromised", "status": "firing", "container": "web-1"}
+    (alert,) = alerts_mod.parse_generic(body)
+    route = router.route(alert)
+    assert route is not None and route.playbook.name == "contain-container"
+    assert route.run_inputs(alert)[0]["container"] == "web-1"
+
+
 # authentication --------------------------------------------------------------------------------
 
 TOKEN = b"token-0123456789abcdef"
