@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,10 +287,39 @@ class Timeline:
             raise UsageError(f"no incident {incident_id!r} in {self.path}")
         return _incident(row)
 
-    def incidents(self, limit: int = 50) -> list[Incident]:
-        """The newest incidents first."""
-        rows = self._db.execute("SELECT * FROM incidents ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [_incident(r) for r in rows]
+    def incidents(
+        self,
+        limit: int | None = 50,
+        statuses: Sequence[str] = (),
+        playbook: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[Incident]:
+        """The newest incidents first, narrowed by status, playbook name and creation time (UTC ISO)."""
+        where, args = ["1=1"], []
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args += list(statuses)
+        for clause, value in (
+            ("playbook = ?", playbook),
+            ("created_at >= ?", since),
+            ("created_at < ?", until),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = f"SELECT * FROM incidents WHERE {' AND '.join(where)} ORDER BY id DESC"  # noqa: S608 - fixed clauses
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        return [_incident(r) for r in self._db.execute(query, args).fetchall()]
+
+    def hosts_of(self, incident_id: str) -> list[str]:
+        """The hosts the incident's steps reported from, sorted."""
+        rows = self._db.execute(
+            "SELECT DISTINCT host FROM events WHERE incident_id=? AND host IS NOT NULL ORDER BY host",
+            (incident_id,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     # events ----------------------------------------------------------------------------------
 

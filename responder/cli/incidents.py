@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -11,15 +12,56 @@ from responder.exit_codes import STATUS_EXIT
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    """`responder incidents`: the newest incidents and where each stands."""
+    """`responder incidents`: the newest incidents, where each stands, on which hosts and containers."""
+    from responder.cli.listing import incident_row, matches_container
+
     timeline = timeline_for(settings_from(args))
-    rows = timeline.incidents(args.limit)
+    found = timeline.incidents(
+        None if args.container else args.limit,  # the container filter reads each incident's steps
+        statuses=args.status or (),
+        playbook=args.playbook,
+        since=_utc_time(args.since, "--since"),
+        until=_utc_time(args.until, "--until"),
+    )
+    rows = [incident_row(timeline, inc) for inc in found]
+    if args.container:
+        rows = [r for r in rows if matches_container(r, args.container)][: args.limit]
+    if args.json:
+        json.dump({"incidents": rows}, sys.stdout, indent=2)
+        print()
+        return 0
     if not rows:
-        print("no incidents yet")
-    for inc in rows:
-        waiting = f" (next: {inc.next_step})" if inc.next_step else ""
-        print(f"{inc.id}  {inc.status:18} {inc.severity:8} {inc.playbook}{waiting}  by {inc.actor}")
+        filtered = args.status or args.playbook or args.container or args.since or args.until
+        print("no incidents match" if filtered else "no incidents yet")
+    for row in rows:
+        waiting = f" (next: {row['next_step']})" if row["next_step"] else ""
+        hosts = ",".join(row["hosts"]) or row["host_limit"] or "-"
+        names = [c["name"] or c["id"][:12] for c in row["containers"]]
+        shown = ",".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "") if names else "-"
+        print(
+            f"{row['id']}  {row['status']:18} {row['severity']:8} {row['playbook']}{waiting}  "
+            f"hosts {hosts}  containers {shown}  by {row['actor']}"
+        )
     return 0
+
+
+def _utc_time(text: str | None, flag: str) -> str | None:
+    """`2026-12-03` or `2026-12-03T04:00[:00][Z]` as the timeline's UTC ISO form; UsageError otherwise."""
+    from datetime import UTC, datetime
+
+    from responder.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(
+            f"{flag} {text!r} is not a time: write 2026-12-03 or 2026-12-03T04:00 (UTC)"
+        ) from exc
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -27,6 +69,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     from responder.progress import print_incident
 
     timeline = timeline_for(settings_from(args))
+    if args.json:
+        from responder.export import export
+
+        timeline.incident(args.incident)  # "no incident" before any output
+        export(timeline, args.incident, "json", sys.stdout)
+        return 0
     print_incident(sys.stdout, timeline, args.incident)
     return 0
 
@@ -88,6 +136,13 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
     service = Service(settings_from(args), slack=False)
     results = service.verify(args.incident, resolve_actor(args.actor))
+    if args.json:
+        from responder.cli.listing import verification_doc
+
+        doc = verification_doc(args.incident, results)
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return 7 if doc["bad"] else 0
     if not results:
         print(f"{args.incident}: no evidence recorded")
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from responder.exit_codes import EXIT_CODES
+from responder.vocabulary import IncidentStatus
 
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -80,15 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = command("validate", "check playbooks; exit 0 if all are valid, 2 otherwise")
     validate.add_argument("paths", nargs="*", help="files or directories (default: all known playbooks)")
+    validate.add_argument("--json", action="store_true", help="one JSON document (every problem, located)")
 
-    command("playbooks", "list known playbooks")
-    command("actions", "list actions (runbook roles) and their arguments")
+    command("playbooks", "list known playbooks").add_argument(
+        "--json", action="store_true", help="one JSON document"
+    )
+    command("actions", "list actions (runbook roles) and their arguments").add_argument(
+        "--json", action="store_true", help="one JSON document"
+    )
 
     incidents = command("incidents", "list incidents, newest first")
     incidents.add_argument("--limit", type=int, default=50)
+    incidents.add_argument(
+        "--status", action="append", choices=[str(s) for s in IncidentStatus], help="only these (repeatable)"
+    )
+    incidents.add_argument("--playbook", help="only incidents of this playbook (its name)")
+    incidents.add_argument(
+        "--container", metavar="REF", help="only incidents that acted on this container (name or ID)"
+    )
+    incidents.add_argument(
+        "--since", metavar="TIME", help="opened at or after (UTC, e.g. 2026-12-03 or 2026-12-03T04:00)"
+    )
+    incidents.add_argument("--until", metavar="TIME", help="opened before (UTC)")
+    incidents.add_argument("--json", action="store_true", help="one JSON document")
 
     show = command("show", "show an incident's status and timeline")
     show.add_argument("incident")
+    show.add_argument("--json", action="store_true", help="one JSON document (as `export -f json`)")
 
     approve = command("approve", "approve a paused step and continue the incident")
     approve.add_argument("incident")
@@ -115,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument(
         "--as", dest="actor", help="who verifies (default: user@host), for the custody record"
     )
+    evidence.add_argument("--json", action="store_true", help="one JSON document")
 
     export = command("export", "write an incident's timeline for the post-incident review")
     export.add_argument("incident")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from responder.cli.common import (
     catalog_for,
@@ -55,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """`responder validate [PATH...]`: load every playbook, report every problem, run nothing."""
+    from responder.cli.listing import problems_doc
     from responder.errors import PlaybookError
     from responder.playbook.parse import load_playbook
 
@@ -70,31 +73,48 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.paths:
         files = playbook_files(settings)
     bad = 0
+    docs: list[dict[str, Any]] = []
     for file in files:
         try:
             playbook = load_playbook(file, catalog)
-            print(f"ok      {file}  ({playbook.name}: {len(playbook.steps)} steps)")
+            docs.append(
+                {"file": str(file), "valid": True, "name": playbook.name, "steps": len(playbook.steps)}
+            )
+            if not args.json:
+                print(f"ok      {file}  ({playbook.name}: {len(playbook.steps)} steps)")
         except PlaybookError as exc:
             bad += 1
-            print(f"invalid {file}", file=sys.stderr)
-            for problem in exc.problems:
-                print("  " + problem.render().replace("\n", "\n  "), file=sys.stderr)
-    print(f"{len(files) - bad} valid, {bad} invalid")
+            docs.append({"file": str(file), "valid": False, "problems": problems_doc(exc.problems)})
+            if not args.json:
+                print(f"invalid {file}", file=sys.stderr)
+                for problem in exc.problems:
+                    print("  " + problem.render().replace("\n", "\n  "), file=sys.stderr)
+    if args.json:
+        _dump({"files": docs, "valid": len(files) - bad, "invalid": bad})
+    else:
+        print(f"{len(files) - bad} valid, {bad} invalid")
     return 2 if bad else 0
 
 
 def cmd_playbooks(args: argparse.Namespace) -> int:
     """`responder playbooks`: the playbooks found, their params and steps."""
+    from responder.cli.listing import playbook_doc, problems_doc
     from responder.errors import PlaybookError
     from responder.playbook.parse import load_playbook
 
     settings = settings_from(args)
     catalog = catalog_for(settings)
+    docs: list[dict[str, Any]] = []
     for file in playbook_files(settings):
         try:
             pb = load_playbook(file, catalog)
         except PlaybookError as exc:
-            print(f"{file.stem:24} INVALID ({len(exc.problems)} problems: responder validate {file})")
+            docs.append({"file": str(file), "valid": False, "problems": problems_doc(exc.problems)})
+            if not args.json:
+                print(f"{file.stem:24} INVALID ({len(exc.problems)} problems: responder validate {file})")
+            continue
+        docs.append(playbook_doc(pb, str(file)))
+        if args.json:
             continue
         params = ", ".join(
             f"{p.name}{'*' if p.required else ''}{' (secret)' if p.secret else ''}" for p in pb.params
@@ -102,6 +122,8 @@ def cmd_playbooks(args: argparse.Namespace) -> int:
         print(f"{pb.name:24} {pb.severity:8} {pb.description}")
         print(f"{'':24} file: {file}")
         print(f"{'':24} params: {params or 'none'}   steps: {' -> '.join(s.id for s in pb.steps)}")
+    if args.json:
+        _dump({"playbooks": docs})
     return 0
 
 
@@ -109,7 +131,12 @@ def cmd_actions(args: argparse.Namespace) -> int:
     """`responder actions`: every role, its arguments, what it changes, its undo and an example."""
     import yaml
 
+    from responder.cli.listing import action_doc
+
     catalog = catalog_for(settings_from(args))
+    if args.json:
+        _dump({"actions": [action_doc(a) for _, a in sorted(catalog.actions.items())]})
+        return 0
     for name, action in sorted(catalog.actions.items()):
         print(f"{name}: {action.summary}")
         print(f"  role: {action.path}")
@@ -129,3 +156,8 @@ def cmd_actions(args: argparse.Namespace) -> int:
             print("  example:\n" + "\n".join("    " + line for line in example.splitlines()))
         print()
     return 0
+
+
+def _dump(document: dict[str, Any]) -> None:
+    json.dump(document, sys.stdout, indent=2, default=str)
+    print()

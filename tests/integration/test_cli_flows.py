@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -168,3 +169,49 @@ def test_one_container_reached_by_name_and_by_id_is_handled_once(docker: Docker,
     )  # denied
     third = run_cli("run", "contain-container", "-p", f"container={full_id[:12]}", data_dir=data_dir)
     assert third.returncode == 10, third.output
+
+
+def test_incidents_filters_and_json_documents(docker: Docker, data_dir: Path) -> None:
+    """#15 scripting: --json on incidents, show, playbooks, actions, validate and evidence verify;
+    incidents by status, playbook, container and time, with their hosts and containers."""
+    victim = docker.container("listed", "--network", docker.network("listed"))
+    full_id = docker.inspect(victim)["Id"]
+    ok = run_cli("run", "isolate-container", "-p", f"container={victim}", data_dir=data_dir)
+    assert ok.returncode == 0, ok.output
+    good = incident_id(ok.stdout)
+    typo = run_cli("run", "isolate-container", "-p", "container=not-a-container-here", data_dir=data_dir)
+    bad = incident_id(typo.stdout)
+
+    def listed(*args: str) -> list[dict]:
+        result = run_cli("incidents", "--json", *args, data_dir=data_dir)
+        assert result.returncode == 0, result.output
+        return json.loads(result.stdout)["incidents"]
+
+    rows = {r["id"]: r for r in listed()}
+    assert set(rows) == {good, bad}
+    assert rows[good]["hosts"] == ["localhost"] and rows[good]["status"] == "succeeded"
+    assert {"id": full_id, "name": victim} in rows[good]["containers"]
+    assert [r["id"] for r in listed("--status", "failed")] == [bad]
+    assert [r["id"] for r in listed("--container", victim)] == [good]
+    assert [r["id"] for r in listed("--container", full_id[:12])] == [good]
+    assert {r["id"] for r in listed("--playbook", "isolate-container")} == {good, bad}
+    assert listed("--since", "2999-01-01") == [] and len(listed("--until", "2999-01-01")) == 2
+    text = run_cli("incidents", "--container", victim, data_dir=data_dir).stdout
+    assert good in text and bad not in text and f"containers {victim}" in text and "hosts localhost" in text
+    assert "no incidents match" in run_cli("incidents", "--since", "2999-01-01", data_dir=data_dir).stdout
+    wrong = run_cli("incidents", "--since", "yesterday", data_dir=data_dir)
+    assert wrong.returncode == 2 and "--since 'yesterday' is not a time" in wrong.stderr
+
+    shown = json.loads(run_cli("show", good, "--json", data_dir=data_dir).stdout)
+    assert shown["incident"]["id"] == good and shown["evidence"]
+    verified = run_cli("evidence", "verify", good, "--json", data_dir=data_dir)
+    doc = json.loads(verified.stdout)
+    assert verified.returncode == 0 and doc["bad"] == 0 and doc["ok"] == len(doc["results"]) > 0
+    names = [
+        p["name"] for p in json.loads(run_cli("playbooks", "--json", data_dir=data_dir).stdout)["playbooks"]
+    ]
+    assert {"contain-container", "isolate-container"} <= set(names)
+    actions = json.loads(run_cli("actions", "--json", data_dir=data_dir).stdout)["actions"]
+    assert any(a["name"] == "isolate_network" and a["containment"] for a in actions)
+    checked = json.loads(run_cli("validate", "--json", data_dir=data_dir).stdout)
+    assert checked["invalid"] == 0 and checked["valid"] == len(checked["files"]) >= 2
