@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
@@ -27,15 +29,62 @@ _MARK = {
 
 
 class Progress:
-    """Prints timeline events as they are written; runner events only feed the task lines."""
+    """Prints timeline events as they are written; runner events only feed the task lines.
 
-    def __init__(self, out: IO[str], quiet: bool = False) -> None:
+    A step that runs long shows life: on a terminal, a status line with the elapsed time,
+    rewritten every TICK seconds; otherwise a line every QUIET_TICK seconds. `verbose` also
+    prints Ansible's own output for each event (debugging a role without reading `runs/`)."""
+
+    TICK = 1.0
+    QUIET_TICK = 30.0
+
+    def __init__(self, out: IO[str], quiet: bool = False, verbose: bool = False) -> None:
         self.out = out
         self.quiet = quiet
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._running: dict[str, float] = {}  # step -> monotonic start
+        self._status_shown = False
+        self._ticker: threading.Thread | None = None
+        isatty = getattr(out, "isatty", None)
+        self._tty = bool(isatty and isatty())
 
     def _print(self, text: str) -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        with self._lock:
+            if self._status_shown:
+                self.out.write("\r\x1b[K")  # the status line gives way to the event
+                self._status_shown = False
             print(text, file=self.out, flush=True)
+
+    def _started(self, step: str) -> None:
+        with self._lock:
+            self._running[step] = time.monotonic()
+            if self._ticker is None and not self.quiet:
+                self._ticker = threading.Thread(target=self._tick, name="progress-ticker", daemon=True)
+                self._ticker.start()
+
+    def _finished(self, step: str) -> None:
+        with self._lock:
+            self._running.pop(step, None)
+
+    def _tick(self) -> None:
+        last_line = time.monotonic()
+        while True:
+            time.sleep(self.TICK)
+            with self._lock:
+                if not self._running:
+                    continue
+                now = time.monotonic()
+                shown = ", ".join(f"{s} {now - t:.0f} s" for s, t in self._running.items())
+                if self._tty:
+                    self.out.write(f"\r\x1b[K  ... running: {shown}")
+                    self.out.flush()
+                    self._status_shown = True
+                elif now - last_line >= self.QUIET_TICK:
+                    print(f"  ... still running: {shown}", file=self.out, flush=True)
+                    last_line = now
 
     def timeline_event(self, event: Event) -> None:
         """Print a timeline event as the run goes (steps, task results, decisions)."""
@@ -44,6 +93,7 @@ class Progress:
             self._print(f"{event.incident_id} opened: {event.message}")
         elif kind == EventKind.STEP_STARTED:
             self._print(f"> {event.step}: started ({event.data.get('action')})")
+            self._started(str(event.step))
         elif kind == EventKind.TASK_RESULT:
             status = event.data.get("status", "")
             self._print(
@@ -51,6 +101,7 @@ class Progress:
                 + (f" -- {event.message.split(': ', 2)[-1]}" if status in ("failed", "unreachable") else "")
             )
         elif kind == EventKind.STEP_FINISHED:
+            self._finished(str(event.step))
             outcome = event.data.get("outcome", "")
             mark = _MARK.get(outcome, "FAIL")
             self._print(f"[{mark}] {event.message}")
@@ -73,7 +124,10 @@ class Progress:
             self._print(f"  * {event.message}")
 
     def runner_event(self, event: RunnerEvent) -> None:
-        """Live runner events; the timeline already shows results, so nothing extra by default."""
+        """Live runner events; the timeline already shows results, so nothing extra by default.
+        With `verbose`, Ansible's own output for the event."""
+        if self.verbose and event.stdout.strip():
+            self._print("\n".join(f"    | {line}" for line in event.stdout.strip().splitlines()))
 
 
 def print_dry_run(

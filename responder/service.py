@@ -76,6 +76,7 @@ class Service:
         catalog: Catalog | None = None,
         *,
         quiet: bool = True,
+        verbose: bool = False,
         out: IO[str] | None = None,
         notify: Any = None,
         slack: bool = True,
@@ -91,7 +92,7 @@ class Service:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings.runbook_dirs)
         self.announce = announce or (lambda text: print(text, file=sys.stderr))
-        self.progress = Progress(out or sys.stdout, quiet=quiet)
+        self.progress = Progress(out or sys.stdout, quiet=quiet, verbose=verbose)
         self.cancel = CancelToken()
         self.extra_listener = on_event
         self.timeline = open_timeline(settings)  # before the notifier's thread opens its own connection

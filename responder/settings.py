@@ -96,14 +96,21 @@ def _default_data_dir(environ: Mapping[str, str]) -> Path:
     return Path(state) / "responder"
 
 
+SYSTEM_CONFIG = Path("/etc/responder/config.toml")
+
+
 def _config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """--config, else RESPONDER_CONFIG, else the user's ~/.config/responder/config.toml, else the
+    system's /etc/responder/config.toml (a daemon's, found without flags)."""
     if explicit:
         return Path(explicit)
     if environ.get("RESPONDER_CONFIG"):
         return Path(environ["RESPONDER_CONFIG"])
     base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    candidate = Path(base) / "responder" / "config.toml"
-    return candidate if candidate.is_file() else None
+    for candidate in (Path(base) / "responder" / "config.toml", SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _read_config(path: Path | None) -> dict[str, Any]:

@@ -10,6 +10,9 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+# The systemd unit is checked with systemd-analyze verify; the TLS test makes its certificate.
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 # The export tests open the HTML report in a real headless browser.
 if [ "${RESPONDER_WITH_BROWSER:-0}" = 1 ]; then command -v chromium >/dev/null || need_pkgs+=(chromium); fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -86,7 +86,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     if bool(args.step) == bool(args.all):
         raise UsageError("name one step to approve, or give --all")
-    service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet)
+    service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet, verbose=args.verbose)
     try:
         service.approve(
             args.incident, None if args.all else [args.step], resolve_actor(args.actor), args.reason
@@ -161,7 +161,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     """`responder release ID --reason ...`: reverse containment."""
     from responder.service import Service, resolve_actor
 
-    service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet)
+    service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet, verbose=args.verbose)
     try:
         outcome = service.release(args.incident, resolve_actor(args.actor), args.reason, args.container)
     finally:
@@ -180,7 +180,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """`responder resume ID`: continue an interrupted incident."""
     from responder.service import Service, resolve_actor
 
-    service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet)
+    service = Service.for_incident(settings_from(args), args.incident, quiet=args.quiet, verbose=args.verbose)
     try:
         return report(service.resume(args.incident, resolve_actor(args.actor)))
     finally:

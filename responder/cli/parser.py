@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--as", dest="actor", help="who is running this (default: user@host)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("-v", "--verbose", action="store_true", help="also Ansible's own output, per task")
 
     validate = command("validate", "check playbooks; exit 0 if all are valid, 2 otherwise")
     validate.add_argument("paths", nargs="*", help="files or directories (default: all known playbooks)")
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--as", dest="actor", help="approver (default: user@host)")
     approve.add_argument("--reason", default="", help="why, for the timeline")
     approve.add_argument("--quiet", action="store_true")
+    approve.add_argument("-v", "--verbose", action="store_true", help="also Ansible's own output, per task")
 
     release = command("release", "reverse an incident's containment (reconnect networks, unpause)")
     release.add_argument("incident")
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release.add_argument("--as", dest="actor", help="who releases (default: user@host)")
     release.add_argument("--quiet", action="store_true")
+    release.add_argument("-v", "--verbose", action="store_true", help="also Ansible's own output, per task")
 
     evidence = command("evidence", "evidence of an incident: verify")
     evidence.add_argument("action", choices=["verify"], help="verify: re-hash every artifact")
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("incident")
     resume.add_argument("--as", dest="actor", help="who resumes (default: user@host)")
     resume.add_argument("--quiet", action="store_true")
+    resume.add_argument("-v", "--verbose", action="store_true", help="also Ansible's own output, per task")
 
     serve = command("serve", "serve the alert webhook and incident API (Alertmanager, Falco, generic JSON)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")

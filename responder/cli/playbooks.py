@@ -46,9 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from responder.progress import print_dry_run
 
-        dry = Service(settings, catalog, quiet=args.quiet, slack=False)
+        dry = Service(settings, catalog, quiet=args.quiet, verbose=args.verbose, slack=False)
         return print_dry_run(sys.stdout, playbook, request, dry.dry_run(request), catalog)
-    service = Service(settings, catalog, quiet=args.quiet, notify=playbook.notify)
+    service = Service(settings, catalog, quiet=args.quiet, verbose=args.verbose, notify=playbook.notify)
     try:
         return report(service.start(request))
     finally:

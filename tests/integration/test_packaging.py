@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +66,26 @@ def test_wheel_ships_playbooks_and_runbooks(tmp_path: Path) -> None:
         (modeline,) = re.findall(r"\$schema=(\S+)", playbook.read_text())
         assert (playbook.parent / modeline).resolve().is_file(), (playbook.name, modeline)
     assert "isolate_network" in out and "preserve_logs" in out
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """#15: a hardened unit for `responder serve`. verify checks every directive and value (it only
+    warns on a bad one, so any output fails the test) and that ExecStart is executable: the shipped
+    path (/usr/local/bin, where `pip install` puts it) is swapped for this checkout's."""
+    require(shutil.which("systemd-analyze") is not None, "systemd-analyze is missing")
+    shipped = (REPO / "scripts" / "systemd" / "responder.service").read_text()
+    assert "ExecStart=/usr/local/bin/responder serve" in shipped
+    for hardening in (
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "StateDirectory=responder",
+        "User=responder",
+    ):
+        assert hardening in shipped
+    unit = tmp_path / "responder.service"
+    responder = Path(sys.executable).parent / "responder"
+    unit.write_text(shipped.replace("/usr/local/bin/responder", str(responder)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        result.stdout + result.stderr
+    )

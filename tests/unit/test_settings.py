@@ -88,3 +88,20 @@ def test_docker_call_timeout_is_read(tmp_path: Path) -> None:
     config.write_text("docker_call_timeout = 15\n")
     assert load_settings(config=str(config), environ={}).docker_call_timeout == 15.0
     assert load_settings(environ={"RESPONDER_DATA_DIR": str(tmp_path)}).docker_call_timeout == 60.0
+
+
+def test_a_daemon_finds_the_system_config_without_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import responder.settings as settings_mod
+
+    system = tmp_path / "etc" / "config.toml"
+    system.parent.mkdir()
+    system.write_text('data_dir = "/var/lib/responder"\n')
+    monkeypatch.setattr(settings_mod, "SYSTEM_CONFIG", system)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "user-config")}
+    assert load_settings(environ=env).data_dir == Path("/var/lib/responder")
+    user = tmp_path / "user-config" / "responder" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(f'data_dir = "{tmp_path / "mine"}"\n')
+    assert load_settings(environ=env).data_dir == tmp_path / "mine"  # the user's own comes first
