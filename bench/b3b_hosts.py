@@ -21,6 +21,7 @@ import argparse
 import json
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -140,11 +141,11 @@ def main() -> None:
                 else:
                     run = subprocess.Popen(
                         [
-                            str(REPO / ".venv/bin/responder"), "run", "contain-container", "-i", str(inventory),
+                            sys.executable, "-m", "responder", "run", "contain-container", "-i", str(inventory),
                             "-p", f"container=label:b3b={tag}", "--max-targets", str(len(names)),
                         ],
                         env=clean_env(RESPONDER_DATA_DIR=str(work / "cli-data")),
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                     )  # fmt: skip
                     figure = last_disconnect(watchers, ids, started)
                     output, _ = run.communicate(timeout=1800)
