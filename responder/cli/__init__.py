@@ -18,9 +18,11 @@ from collections.abc import Callable
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from responder.cli import incidents, playbooks, serve
+    from responder.cli import completion, incidents, playbooks, serve
 
     return {
+        "completion": completion.cmd_completion,
+        "__complete": completion.complete,
         "run": playbooks.cmd_run,
         "validate": playbooks.cmd_validate,
         "playbooks": playbooks.cmd_playbooks,

@@ -187,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     deny.add_argument("incident")
     deny.add_argument("--as", dest="actor", help="who refuses (default: user@host)")
     deny.add_argument("--reason", default="", help="why, for the timeline")
+
+    completion = command("completion", 'shell completion: eval "$(responder completion bash)" (or zsh)')
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    helper = sub.add_parser("__complete")  # the completion script's helper: no help, not listed
+    _common(helper, suppress=True)
+    helper.add_argument("what", choices=["playbooks", "incidents", "steps"])
+    helper.add_argument("incident", nargs="?")
     return parser
 
 
