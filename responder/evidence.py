@@ -165,7 +165,7 @@ class Verification:
     """One artifact re-hashed: ok, missing, mismatch or unsafe."""
 
     record: EvidenceRecord
-    status: str  # ok, missing, mismatch, unsafe (reached through a symbolic link)
+    status: str  # ok, pruned (evidence prune), missing, mismatch, unsafe (reached through a link)
     sha256_now: str | None
 
 
@@ -173,9 +173,15 @@ def verify(timeline: Timeline, incident_id: str, evidence_root: Path | None = No
     """Re-hash every artifact of an incident against the hash recorded at collection. A file
     reached through a symbolic link below `evidence_root` is `unsafe`, whatever it hashes to:
     the bytes behind a link are not the evidence that was recorded there."""
+    from responder.evidence_prune import pruned_paths
+
     results = []
+    pruned = pruned_paths(timeline, incident_id)
     for record in timeline.evidence(incident_id):
         path = Path(record.path)
+        if record.path in pruned and not path.exists():
+            results.append(Verification(record, "pruned", None))  # deleted on purpose, on the record
+            continue
         if evidence_root is not None and _linked_below(evidence_root, path):
             results.append(Verification(record, "unsafe", None))
             continue

@@ -186,7 +186,7 @@ class Service:
 
         self.timeline.incident(incident_id)
         results = verify(self.timeline, incident_id, self.settings.evidence_dir)
-        bad = [r for r in results if r.status != "ok"]
+        bad = [r for r in results if r.status not in ("ok", "pruned")]
         if results:
             self.timeline.append(
                 incident_id,

@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     EVIDENCE_PROBLEM = "evidence_problem"
     EVIDENCE_QUARANTINED = "evidence_quarantined"
     EVIDENCE_VERIFIED = "evidence_verified"
+    EVIDENCE_PRUNED = "evidence_pruned"  # files deleted on purpose (`evidence prune`); records stay
     # one container, several incidents
     CONTAINER_HELD = "container_held"
     CONTAINER_CLAIMED = "container_claimed"

@@ -134,27 +134,59 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     """`responder evidence verify ID`: re-hash every artifact; exit 7 if any is missing or altered."""
     from responder.service import Service, resolve_actor
 
+    if args.action == "prune":
+        return _prune(args)
+    if len(args.incident) != 1:
+        from responder.errors import UsageError
+
+        raise UsageError("evidence verify takes exactly one incident ID")
+    incident_id = args.incident[0]
     service = Service(settings_from(args), slack=False)
-    results = service.verify(args.incident, resolve_actor(args.actor))
+    results = service.verify(incident_id, resolve_actor(args.actor))
     if args.json:
         from responder.cli.listing import verification_doc
 
-        doc = verification_doc(args.incident, results)
+        doc = verification_doc(incident_id, results)
         json.dump(doc, sys.stdout, indent=2)
         print()
         return 7 if doc["bad"] else 0
     if not results:
-        print(f"{args.incident}: no evidence recorded")
+        print(f"{incident_id}: no evidence recorded")
         return 0
-    bad = [r for r in results if r.status != "ok"]
+    bad = [r for r in results if r.status not in ("ok", "pruned")]
     for r in results:
         print(
             f"{r.status.upper():8} {r.record.kind:<10} {r.record.host:<12} sha256 {r.sha256_now or '-'}  {r.record.path}"
         )
         if r.status == "mismatch":
             print(f"         recorded at collection: {r.record.sha256_controller}")
-    print(f"{len(results) - len(bad)} ok, {len(bad)} missing, altered or reached through a link")
+    pruned = sum(1 for r in results if r.status == "pruned")
+    print(
+        f"{len(results) - len(bad) - pruned} ok, {pruned} pruned on purpose, "
+        f"{len(bad)} missing, altered or reached through a link"
+    )
     return 7 if bad else 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """`responder evidence prune`: list (or with --yes, delete) closed incidents' evidence files."""
+    from responder.evidence_prune import execute, plan
+    from responder.service import resolve_actor
+
+    timeline = timeline_for(settings_from(args))
+    plans = plan(timeline, args.incident, args.older_than)
+    total = sum(p.size for p in plans)
+    for item in plans:
+        print(f"{item.incident_id}: {len(item.records)} file(s), {item.size} bytes")
+    if not plans:
+        print("nothing to prune")
+        return 0
+    if not args.yes:
+        print(f"dry run: {total} bytes would be deleted; run again with --yes to delete them")
+        return 0
+    freed = execute(timeline, plans, resolve_actor(args.actor), args.reason)
+    print(f"deleted {freed} bytes; the evidence records and their hashes stay on the timeline")
+    return 0
 
 
 def cmd_release(args: argparse.Namespace) -> int:

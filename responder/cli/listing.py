@@ -140,5 +140,5 @@ def verification_doc(incident_id: str, results: Iterable[Verification]) -> dict[
         }
         for r in results
     ]
-    bad = sum(1 for r in rows if r["status"] != "ok")
+    bad = sum(1 for r in rows if r["status"] not in ("ok", "pruned"))
     return {"incident": incident_id, "results": rows, "ok": len(rows) - bad, "bad": bad}

@@ -131,9 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--quiet", action="store_true")
     release.add_argument("-v", "--verbose", action="store_true", help="also Ansible's own output, per task")
 
-    evidence = command("evidence", "evidence of an incident: verify")
-    evidence.add_argument("action", choices=["verify"], help="verify: re-hash every artifact")
-    evidence.add_argument("incident")
+    evidence = command("evidence", "evidence: verify one incident's, or prune closed incidents' files")
+    evidence.add_argument(
+        "action",
+        choices=["verify", "prune"],
+        help="verify ID: re-hash every artifact; prune [ID...] [--older-than DAYS]: delete files of "
+        "closed incidents (a dry run without --yes)",
+    )
+    evidence.add_argument("incident", nargs="*", help="incident ID (verify: exactly one)")
+    evidence.add_argument("--older-than", type=float, metavar="DAYS", help="prune: incidents opened before this")
+    evidence.add_argument("--yes", action="store_true", help="prune: really delete (default: only list)")
+    evidence.add_argument("--reason", default="", help="prune: why, for the timeline")
     evidence.add_argument(
         "--as", dest="actor", help="who verifies (default: user@host), for the custody record"
     )

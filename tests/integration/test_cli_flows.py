@@ -215,3 +215,39 @@ def test_incidents_filters_and_json_documents(docker: Docker, data_dir: Path) ->
     assert any(a["name"] == "isolate_network" and a["containment"] for a in actions)
     checked = json.loads(run_cli("validate", "--json", data_dir=data_dir).stdout)
     assert checked["invalid"] == 0 and checked["valid"] == len(checked["files"]) >= 2
+
+
+def test_evidence_prune_is_a_dry_run_by_default_never_touches_an_open_incident_and_stays_on_record(
+    docker: Docker, data_dir: Path
+) -> None:
+    """#15 housekeeping: `responder evidence prune`."""
+    closed_victim = docker.container("pruned", "--network", docker.network("pruned"))
+    done = run_cli("run", "isolate-container", "-p", f"container={closed_victim}", data_dir=data_dir)
+    assert done.returncode == 0, done.output
+    closed = incident_id(done.stdout)
+    open_victim = docker.container("kept", "--network", docker.network("kept"))
+    waiting = run_cli("run", "contain-container", "-p", f"container={open_victim}", data_dir=data_dir)
+    assert waiting.returncode == 10, waiting.output  # at its approval gate: open
+    still_open = incident_id(waiting.stdout)
+    files = sorted((data_dir / "evidence" / closed).rglob("*-logs.txt"))
+    assert files
+
+    dry = run_cli("evidence", "prune", "--older-than", "0", data_dir=data_dir)
+    assert dry.returncode == 0 and f"{closed}:" in dry.stdout and still_open not in dry.stdout, dry.output
+    assert "dry run" in dry.stdout and all(f.exists() for f in files)
+    refused = run_cli("evidence", "prune", still_open, "--yes", data_dir=data_dir)
+    assert refused.returncode == 2 and "still open" in refused.stderr
+    assert list((data_dir / "evidence" / still_open).rglob("*.txt"))
+
+    pruned = run_cli("evidence", "prune", closed, "--yes", "--reason", "retention 90 days", data_dir=data_dir)
+    assert pruned.returncode == 0 and "deleted" in pruned.stdout, pruned.output
+    assert not any(f.exists() for f in files)
+    db = sqlite3.connect(data_dir / "timeline.db")
+    (message,) = db.execute(
+        "SELECT message FROM events WHERE incident_id=? AND kind='evidence_pruned'", (closed,)
+    ).fetchone()
+    assert "retention 90 days" in message and "records and their hashes stay" in message
+    assert db.execute("SELECT COUNT(*) FROM evidence WHERE incident_id=?", (closed,)).fetchone()[0] > 0
+    verified = run_cli("evidence", "verify", closed, data_dir=data_dir)
+    assert verified.returncode == 0 and "PRUNED" in verified.stdout and "0 missing" in verified.stdout
+    assert "nothing to prune" in run_cli("evidence", "prune", closed, data_dir=data_dir).stdout
