@@ -236,7 +236,7 @@ class Service:
             secrets=secret_values(playbook),
             actor=f"webhook:{alert.source}",
             inventory=inventory,
-            limit=alert.host_limit,
+            limit=local_limit(alert.host_limit) if inventory is None else alert.host_limit,
             trigger=trigger,
             lock_key=alert.lock_key if single else None,
             alert_id=alert.id,
@@ -326,6 +326,19 @@ class Service:
         if left:
             text += f", {left} not delivered before exit (recorded on the timeline)"
         self.announce(text)
+
+
+def local_limit(host: str | None) -> str | None:
+    """Without an inventory this machine is the one host, `localhost`. An alert from this machine
+    (Falco's `hostname` is the host's name) names it by that name, so that name means localhost;
+    any other name stays as it is and reaches no host, which the run reports."""
+    import socket
+
+    if host is None:
+        return None
+    names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+    names |= {n.split(".")[0] for n in names}
+    return "localhost" if host.lower() in names else host
 
 
 def open_timeline(settings: Settings) -> Timeline:

@@ -672,6 +672,7 @@ def test_alertmanager_by_name_and_falco_by_id_reach_one_incident(server: Server,
     event = copy.deepcopy(FALCO)
     event.update(priority="Critical", rule="Drop and execute new binary in container", uuid=str(uuid.uuid4()))
     event["output_fields"]["container.id"] = short_id
+    event["hostname"] = socket.gethostname()  # Falco on this machine; without -i it is localhost
     reply = server.post(FALCO_PATH, event)
     assert reply.status == 202, reply.body
     alert_id = reply.json()["alerts"][0]["alert_id"]

@@ -664,3 +664,14 @@ def test_random_and_mutated_payloads_never_escape_the_4xx_path(router: Router) -
             for value in params.values():
                 assert not isinstance(value, str) or "\x00" not in value
     assert all(count > 20 for count in outcomes.values()), outcomes  # every path was exercised
+
+
+def test_without_an_inventory_this_machines_name_means_localhost() -> None:
+    import socket
+
+    from responder.service import local_limit
+
+    assert local_limit(socket.gethostname()) == "localhost"
+    assert local_limit(socket.gethostname().upper()) == "localhost"
+    assert local_limit("localhost") == "localhost" and local_limit(None) is None
+    assert local_limit("some-other-node") == "some-other-node"  # reaches no host: the run says so
