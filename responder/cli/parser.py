@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "closed incidents (a dry run without --yes)",
     )
     evidence.add_argument("incident", nargs="*", help="incident ID (verify: exactly one)")
-    evidence.add_argument("--older-than", type=float, metavar="DAYS", help="prune: incidents opened before this")
+    evidence.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="prune: incidents opened before this"
+    )
     evidence.add_argument("--yes", action="store_true", help="prune: really delete (default: only list)")
     evidence.add_argument("--reason", default="", help="prune: why, for the timeline")
     evidence.add_argument(
