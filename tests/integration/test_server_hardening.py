@@ -54,9 +54,13 @@ def am_alert(name: str, **labels: str) -> dict[str, Any]:
 
 
 def metric(server: Server, name: str, labels: str) -> float:
+    """A sample's value by name and label set (in any order, as the exposition may sort them)."""
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', labels))
     text = server.get("/metrics").body.decode()
-    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
+    for found, value in re.findall(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", text, re.M):
+        if dict(re.findall(r'(\w+)="([^"]*)"', found)) == wanted:
+            return float(value)
+    return 0.0
 
 
 def log_since(server: Server, mark: int) -> str:

@@ -109,7 +109,7 @@ def test_every_auth_case(server: Server, data_dir: Path, secrets_dir: Path, tmp_
     finally:
         hmac_only.stop()
     metrics = server.request("GET", "/metrics").body.decode()
-    assert 'responder_alerts_rejected_total{source="alertmanager",reason="auth"} 8' in metrics
+    assert 'responder_alerts_rejected_total{reason="auth",source="alertmanager"} 8.0' in metrics
     assert TOKEN not in server.log() and HMAC_SECRET not in server.log()
 
 
@@ -297,12 +297,16 @@ def test_alertmanager_alert_isolates_once_and_resolved_undoes_nothing(server: Se
     assert server.get("/v1/incidents/INC-20000101-000000-0000").status == 404
     metrics = server.request("GET", "/metrics").body.decode()
     for line in (
-        'responder_alerts_received_total{source="alertmanager"} 4',
-        'responder_alerts_deduplicated_total{source="alertmanager"} 2',
-        'responder_incidents{status="succeeded"} 1',
-        'responder_step_duration_seconds_count{step="isolate"} 1',
-        'responder_alerts{state="started"} 1',
-        'responder_alerts{state="resolved"} 1',
+        'responder_alerts_received_total{source="alertmanager"} 4.0',
+        'responder_alerts_deduplicated_total{source="alertmanager"} 2.0',
+        'responder_incidents{status="succeeded"} 1.0',
+        'responder_step_duration_seconds_count{step="isolate"} 1.0',
+        'responder_alerts{state="started"} 1.0',
+        'responder_alerts{state="resolved"} 1.0',
+        "# TYPE responder_step_duration_seconds histogram",
+        'responder_build_info{ansible_core="',  # prometheus_client: build info and process metrics
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE python_info gauge",
     ):
         assert line in metrics, metrics
 
@@ -725,7 +729,7 @@ def test_a_run_that_cannot_start_fails_its_alert_visibly(
         )[0]
         assert "before opening an incident" in reason and "wh-burst.yml" in reason
         assert srv.query("SELECT COUNT(*) FROM incidents") == [(0,)]
-        assert 'responder_alerts{state="failed"} 1' in srv.request("GET", "/metrics").body.decode()
+        assert 'responder_alerts{state="failed"} 1.0' in srv.request("GET", "/metrics").body.decode()
     finally:
         srv.stop()
 
