@@ -106,10 +106,7 @@ class Recorder:
             severity=playbook.severity,
             params=dict(request.params),
             secret_params=tuple(sorted(request.secrets.values)),
-            trigger={
-                **request.trigger,
-                **({"max_targets": request.max_targets} if request.max_targets else {}),
-            },
+            trigger=_trigger(request),
             inventory=request.inventory,
             host_limit=request.limit,
             next_step=None,

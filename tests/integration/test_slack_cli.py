@@ -3,6 +3,7 @@ containment that does not wait for a Slack that hangs."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -69,6 +70,9 @@ def test_incident_thread_from_a_real_run(docker: Docker, data_dir: Path, tmp_pat
     assert "slack: " in stderr and "0 failed" in stderr
     root, *replies = slack.state.messages
     assert incident in root.text and root.channel == "#incidents"
+    victim = json.loads(run_cli("show", incident, "--json", data_dir=data_dir).stdout)["incident"]["params"]
+    # the root names the container (it said "n/a": the trigger never carried the targets)
+    assert "*Container*\\n" + victim["container"] in json.dumps(root.blocks), root.blocks
     assert replies and all(r.thread_ts == root.ts for r in replies)
     assert any("isolate" in r.text for r in replies)
     assert slack.state.updates  # the root followed the status to the end
