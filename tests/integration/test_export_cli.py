@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import browser as browser_tools
 from tests.conftest import FIXTURES, Docker, require, run_cli
 
 pytestmark = pytest.mark.integration
@@ -77,39 +78,50 @@ def test_every_format_from_the_cli(approved_incident: str, data_dir: Path, tmp_p
     assert "Nothing: every step completed and nothing it changed is still in place." in after
 
 
-def test_html_renders_in_headless_chromium(approved_incident: str, data_dir: Path, tmp_path: Path) -> None:
+def test_html_renders_in_headless_chromium_and_reads_well_at_1400_px(
+    approved_incident: str, data_dir: Path, tmp_path: Path
+) -> None:
     browser = shutil.which("chromium")
     require(browser is not None, "chromium is not installed (scripts/test.sh installs it)")
+    assert browser is not None
     target = tmp_path / "report.html"
     assert (
         run_cli("export", approved_incident, "-f", "html", "-o", str(target), data_dir=data_dir).returncode
         == 0
     )
-    events = json.loads(run_cli("export", approved_incident, "-f", "json", data_dir=data_dir).stdout)[
-        "events"
-    ]
+    document = json.loads(run_cli("export", approved_incident, "-f", "json", data_dir=data_dir).stdout)
+    events = document["events"]
     profile = tmp_path / "profile"
-    dom = subprocess.run(
-        [
-            str(browser),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--dump-dom",
-            target.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = browser_tools.dump_dom(browser, profile, target)
     assert dom.count('<tr class="event"') == len(events)
     for event in events:
         assert f'data-seq="{event["seq"]}"' in dom
     assert "<svg" in dom and dom.count('class="lane"') == 3  # logs, isolate, after
     assert "approved" in dom
+    # laid out at 1400 px: nothing scrolls sideways; hashes and IDs are clipped on screen but whole
+    # in the page (hover title, copy); sizes read in human units
+    layout = browser_tools.measure(
+        browser,
+        profile,
+        target,
+        """{page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+            evidence: document.getElementById('evidence').getBoundingClientRect().right,
+            short: [...document.querySelectorAll('#evidence code.short')].map(c => ({
+                shown: c.getBoundingClientRect().width, whole: c.scrollWidth,
+                text: c.textContent, title: c.title})),
+            size: document.querySelector('#evidence td.num').innerText}""",
+    )
+    assert layout["viewport"] == 1400 and layout["page"] <= 1400, layout
+    assert layout["evidence"] <= 1400, layout
+    evidence = document["evidence"]
+    assert evidence and len(layout["short"]) == 3 * len(evidence)  # container, two hashes
+    for code in layout["short"]:
+        assert code["shown"] < code["whole"] / 2, code  # clipped on screen
+        assert code["text"] == code["title"] and len(code["text"]) >= 64  # whole in the page
+    assert {code["text"] for code in layout["short"]} >= {evidence[0]["sha256_source"]}
+    assert re.fullmatch(r"[\d.]+ (B|KiB|MiB)", layout["size"]), layout["size"]
+    # and it is drawn, not only parsed: a real screenshot with ink on it
+    shot = tmp_path / "report.png"
+    browser_tools.screenshot(browser, profile, target, shot)
+    width, _height, ink = browser_tools.png_ink(shot)
+    assert width == 1400 and ink > 0.01, ink

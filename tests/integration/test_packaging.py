@@ -39,6 +39,9 @@ def test_wheel_ships_playbooks_and_runbooks(tmp_path: Path) -> None:
     assert "responder/_data/playbooks/isolate-container.yml" in names
     assert "responder/_data/runbooks/isolate_network/meta/argument_specs.yml" in names
     assert "responder/_data/runbooks/module_utils/responder_docker.py" in names
+    assert {"responder/export/templates/report.html.j2", "responder/export/templates/report.md.j2"} <= set(
+        names
+    )
     assert "responder/schema/playbook-v1.schema.json" in names
     target = tmp_path / "site"
     subprocess.run(

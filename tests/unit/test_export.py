@@ -235,3 +235,37 @@ class _CountingSink(io.TextIOBase):
     def write(self, text: str) -> int:
         self.lines += text.count("\n")
         return len(text)
+
+
+def test_report_environments_escape_what_a_template_forgets_to() -> None:
+    """A template that prints a field plainly is still inert: escaping is the environments' default."""
+    from responder.export.render import _ENVIRONMENTS, md_code
+
+    html_out = _ENVIRONMENTS["html"].from_string("<td>{{ v }}</td>").render(v=EVIL)
+    assert "<script>" not in html_out and "&lt;script&gt;alert(1)&lt;/script&gt;" in html_out
+    md_out = _ENVIRONMENTS["md"].from_string("| {{ v }} | {{ c }} |").render(v=EVIL, c=md_code("a`b"))
+    assert "<script>" not in md_out and "\n" not in md_out
+    assert len(re.split(r"(?<!\\)\|", md_out)) == 4  # the hostile pipes add no column
+    assert md_out.endswith("| `a'b` |")  # a code span made on purpose passes through as built
+
+
+def test_report_shortens_hashes_on_screen_but_keeps_them_whole_and_sizes_read_as_people_read(
+    tmp_path: Path,
+) -> None:
+    from responder.export.render import human_size, size_text
+
+    assert [human_size(n) for n in (0, 1023, 1024, 1536, 5 * 2**30)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "1.5 KiB",
+        "5.0 GiB",
+    ]
+    assert size_text(123) == "123 B" and size_text(2**20) == "1.0 MiB (1048576 bytes)"
+    timeline = build(tmp_path)
+    text = render(timeline, "html")
+    whole = "b" * 64
+    # the full hash is the code element's text (copy takes it) and its title (hover shows it)
+    assert text.count(f'title="{whole}">{whole}</code>') == 2
+    assert '<span title="123 bytes">123 B</span>' in text
+    assert "123 B" in render(timeline, "md")
