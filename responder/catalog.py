@@ -11,9 +11,11 @@ from typing import Any
 
 from responder import strict_yaml
 from responder.action_meta import TimelineOutput, load_meta
-from responder.errors import ConfigError, Problem
+from responder.errors import ConfigError
 
 _TYPES = {"str", "int", "bool", "list", "dict", "path", "raw", "float"}
+# Entry-point constraints Ansible's ArgumentSpecValidator takes, as written in argument_specs.yml.
+CONSTRAINTS = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Action:
     target_output: str | None = None  # the output naming the container it acted on (full ID)
     timeline: tuple[TimelineOutput, ...] = ()  # outputs whose items become timeline events
     containment: bool = False  # it cuts the container off (see action_meta)
+    # The options as written in argument_specs.yml and the entry point's constraints
+    # (mutually_exclusive, required_if, ...): what Ansible's ArgumentSpecValidator takes.
+    argument_spec: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    constraints: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Catalog:
@@ -141,6 +147,7 @@ def _load_action(role_dir: Path) -> Action:
             no_log=bool(raw.get("no_log", False)),
         )
     meta = load_meta(role_dir / "meta" / "responder.yml")
+    constraints = {key: main[key] for key in CONSTRAINTS if main.get(key)}
     return Action(
         name=role_dir.name,
         path=role_dir,
@@ -157,6 +164,8 @@ def _load_action(role_dir: Path) -> Action:
         target_output=meta.target_output,
         timeline=meta.timeline,
         containment=meta.containment,
+        argument_spec=dict(main.get("options") or {}),
+        constraints=constraints,
     )
 
 
@@ -164,75 +173,3 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return " ".join(str(v) for v in value)
     return str(value or "")
-
-
-def _type_ok(value: Any, opt_type: str) -> bool:
-    if opt_type in ("str", "path"):
-        return isinstance(value, str)
-    if opt_type == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if opt_type == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if opt_type == "bool":
-        return isinstance(value, bool)
-    if opt_type == "list":
-        return isinstance(value, list)
-    if opt_type == "dict":
-        return isinstance(value, dict)
-    return True
-
-
-def check_arguments(
-    action: Action,
-    values: Mapping[str, Any],
-    problem_at: Any,
-    is_template: Any,
-    path: tuple[str | int, ...],
-) -> list[Problem]:
-    """Check `with:` against the role's argument spec; templated values are checked after rendering.
-
-    `problem_at(path, message, hint)` builds a located Problem; `is_template(v)` tells templates apart.
-    """
-    problems: list[Problem] = []
-    for key, value in values.items():
-        opt = action.options.get(key)
-        if opt is None:
-            close = difflib.get_close_matches(key, list(action.options), n=1, cutoff=0.6)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"{action.name} takes: {', '.join(action.options) or 'nothing'}"
-            )
-            problems.append(
-                problem_at((*path, key), f"action {action.name!r} has no argument {key!r}", hint, key=True)
-            )
-            continue
-        if is_template(value):
-            continue
-        if not _type_ok(value, opt.type):
-            problems.append(
-                problem_at(
-                    (*path, key),
-                    f"argument {key!r} of {action.name!r} must be of type {opt.type}, got {type(value).__name__}",
-                    "quote numbers and words meant as text",
-                )
-            )
-            continue
-        if opt.choices and value not in opt.choices:
-            problems.append(
-                problem_at(
-                    (*path, key), f"argument {key!r} must be one of {list(opt.choices)}, got {value!r}", ""
-                )
-            )
-        if opt.type == "list" and opt.elements and opt.elements != "raw":
-            for i, item in enumerate(value):
-                if not is_template(item) and not _type_ok(item, opt.elements):
-                    problems.append(
-                        problem_at((*path, key, i), f"items of {key!r} must be of type {opt.elements}", "")
-                    )
-    for name, opt in action.options.items():
-        if opt.required and name not in values and opt.default is None:
-            problems.append(
-                problem_at(path, f"action {action.name!r} needs argument {name!r}", opt.description[:120])
-            )
-    return problems

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from responder import targets
-from responder.catalog import Catalog, check_arguments
+from responder.arguments import check_arguments
+from responder.catalog import Catalog
 from responder.errors import PlaybookError, Problem, StateError
 from responder.execution.ansible_input import StepInvocation
 from responder.execution.events import StepOutcome, StepResult
@@ -146,11 +147,14 @@ def plan_step(
     for name, option in action.options.items():  # argument_specs defaults are documentation to Ansible
         if name not in args and name not in secret_args and option.default is not None:
             args[name] = option.default
-    problems += check_arguments(action, args, problem_at, lambda v: False, ("steps", step.id, "with"))
-    problems = [p for p in problems if not any(p.message.endswith(f"argument {a!r}") for a in secret_args)]
+    checked = check_arguments(
+        action, args, problem_at, lambda v: False, ("steps", step.id, "with"), opaque=secret_args
+    )
+    problems += checked.problems
     if problems:
         raise PlaybookError(problems)
-    return PlannedStep(step, args, secret_args, target_arg=target_arg)
+    # the role gets the values as Ansible's validator converted them (a path expanded, 3 -> 3.0)
+    return PlannedStep(step, checked.values, secret_args, target_arg=target_arg)
 
 
 def fleet_playbook(playbook: Playbook, params: Mapping[str, Any], max_targets: int | None = None) -> Playbook:
@@ -298,7 +302,7 @@ def undo_plan(
                 "incident": {"id": target.incident_id, "playbook": target.playbook_name},
             }
             args = {k: templating.render_value(v, context) for k, v in action.undo_with.items()}
-            problems = check_arguments(
+            checked = check_arguments(
                 undo,
                 args,
                 lambda path, msg, hint="", key=False: Problem(
@@ -307,8 +311,9 @@ def undo_plan(
                 lambda v: False,
                 (),
             )
-            if problems:
-                raise PlaybookError(problems)
+            if checked.problems:
+                raise PlaybookError(checked.problems)
+            args = checked.values
             label = str(recorded.get("container_name") or "") or str(recorded.get("container_id", ""))[:12]
             undo_step = Step(
                 id=f"undo_{step.id}_{index}",

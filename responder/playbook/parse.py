@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from responder import strict_yaml
-from responder.catalog import Catalog, check_arguments
+from responder.arguments import check_arguments
+from responder.catalog import Catalog
 from responder.errors import PlaybookError, Problem
 from responder.playbook import templating
 from responder.playbook.model import (
@@ -307,7 +308,7 @@ class _Validator:
                     self.problems.extend(
                         check_arguments(
                             action, with_, self.doc.problem, templating.is_template, (*path, "with")
-                        )
+                        ).problems
                     )
                     self.secret_routing(with_, action, params, (*path, "with"))
             when = body.get("when")
