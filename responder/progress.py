@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
 from responder import fleet_view
+from responder.evidence_watch import EvidenceWatch
 from responder.execution.events import RunnerEvent, StepOutcome
 from responder.exit_codes import step_exit_code
 from responder.outcomes import tally_mapping
@@ -31,17 +32,28 @@ _MARK = {
 class Progress:
     """Prints timeline events as they are written; runner events only feed the task lines.
 
-    A step that runs long shows life: on a terminal, a status line with the elapsed time,
-    rewritten every TICK seconds; otherwise a line every QUIET_TICK seconds. `verbose` also
+    A step that runs long shows life: on a terminal, a status line with the elapsed time (and the
+    evidence bytes written so far and their rate, where they can be seen), rewritten every TICK
+    seconds; otherwise a line every `quiet_tick` seconds (QUIET_TICK unless set). `verbose` also
     prints Ansible's own output for each event (debugging a role without reading `runs/`)."""
 
     TICK = 1.0
     QUIET_TICK = 30.0
 
-    def __init__(self, out: IO[str], quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        out: IO[str],
+        quiet: bool = False,
+        verbose: bool = False,
+        watch: EvidenceWatch | None = None,
+        quiet_tick: float | None = None,
+    ) -> None:
         self.out = out
         self.quiet = quiet
         self.verbose = verbose
+        self.watch = watch  # bytes and rate of evidence being written, where it can be seen
+        self.quiet_tick = quiet_tick  # None: QUIET_TICK
+        self._incident = ""
         self._lock = threading.Lock()
         self._running: dict[str, float] = {}  # step -> monotonic start
         self._status_shown = False
@@ -78,11 +90,13 @@ class Progress:
                     continue
                 now = time.monotonic()
                 shown = ", ".join(f"{s} {now - t:.0f} s" for s, t in self._running.items())
+                written = self.watch.describe(self._incident, now) if self.watch and self._incident else ""
+                shown += f" ({written})" if written else ""
                 if self._tty:
                     self.out.write(f"\r\x1b[K  ... running: {shown}")
                     self.out.flush()
                     self._status_shown = True
-                elif now - last_line >= self.QUIET_TICK:
+                elif now - last_line >= (self.quiet_tick or self.QUIET_TICK):
                     print(f"  ... still running: {shown}", file=self.out, flush=True)
                     last_line = now
 
@@ -92,6 +106,7 @@ class Progress:
         if kind == EventKind.INCIDENT_OPENED:
             self._print(f"{event.incident_id} opened: {event.message}")
         elif kind == EventKind.STEP_STARTED:
+            self._incident = event.incident_id
             self._print(f"> {event.step}: started ({event.data.get('action')})")
             self._started(str(event.step))
         elif kind == EventKind.TASK_RESULT:

@@ -86,13 +86,20 @@ class Service:
         from responder.catalog import load_catalog
         from responder.engine import Engine
         from responder.errors import ConfigError
+        from responder.evidence_watch import EvidenceWatch
         from responder.execution.runner import AnsibleRunnerExecutor, CancelToken
         from responder.progress import Progress
 
         self.settings = settings
         self.catalog = catalog or load_catalog(settings.runbook_dirs)
         self.announce = announce or (lambda text: print(text, file=sys.stderr))
-        self.progress = Progress(out or sys.stdout, quiet=quiet, verbose=verbose)
+        self.progress = Progress(
+            out or sys.stdout,
+            quiet=quiet,
+            verbose=verbose,
+            watch=EvidenceWatch((Path(settings.host_evidence_root), settings.evidence_dir)),
+            quiet_tick=settings.progress_interval,
+        )
         self.cancel = CancelToken()
         self.extra_listener = on_event
         self.timeline = open_timeline(settings)  # before the notifier's thread opens its own connection

@@ -25,12 +25,15 @@ _CONFIG_KEYS = {
     "server",
     "docker_retry",
     "docker_call_timeout",
+    "progress_interval",
 }
 # Seconds between attempts when dockerd is unreachable on a target (about a minute in all).
 DEFAULT_DOCKER_RETRY = (2.0, 4.0, 8.0, 16.0, 30.0)
 # Seconds one Docker call on a target may take before the step fails (a daemon that accepts the
 # connection and never answers must not hold the step, or a webhook worker, until its step timeout).
 DEFAULT_DOCKER_CALL_TIMEOUT = 60.0
+# Seconds between "still running" lines when output is not a terminal (a log, a CI job).
+DEFAULT_PROGRESS_INTERVAL = 30.0
 SERVER_KEYS = {
     "host",
     "port",
@@ -59,6 +62,7 @@ class Settings:
     server: Mapping[str, Any] = field(default_factory=dict)
     docker_retry: tuple[float, ...] = DEFAULT_DOCKER_RETRY
     docker_call_timeout: float = DEFAULT_DOCKER_CALL_TIMEOUT
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
 
     def private_dir(self, *parts: str) -> Path:
         """data_dir/parts..., created 0700 and walked without following links (private_dirs)."""
@@ -156,6 +160,9 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     call = data.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)
     if isinstance(call, bool) or not isinstance(call, int | float) or not 1 <= call <= 3600:
         raise ConfigError(f"{path}: docker_call_timeout must be seconds from 1 to 3600, got {call!r}")
+    interval = data.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not 1 <= interval <= 3600:
+        raise ConfigError(f"{path}: progress_interval must be seconds from 1 to 3600, got {interval!r}")
     for key in ("host", "token_file", "hmac_secret_file", "tls_cert", "tls_key"):
         if key in server and not isinstance(server[key], str):
             raise ConfigError(f"{path}: [server] {key} must be a string, got {server[key]!r}")
@@ -186,4 +193,5 @@ def load_settings(
         server=dict(cfg.get("server", {})),
         docker_retry=tuple(float(v) for v in cfg.get("docker_retry", DEFAULT_DOCKER_RETRY)),
         docker_call_timeout=float(cfg.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)),
+        progress_interval=float(cfg.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
     )

@@ -15,6 +15,8 @@ command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 # The export tests open the HTML report in a real headless browser.
 if [ "${RESPONDER_WITH_BROWSER:-0}" = 1 ]; then command -v chromium >/dev/null || need_pkgs+=(chromium); fi
+# The container image test builds on a Debian base made here (no registry is reachable).
+if [ "${RESPONDER_WITH_IMAGE:-0}" = 1 ]; then command -v debootstrap >/dev/null || need_pkgs+=(debootstrap); fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   apt-get update -qq
@@ -53,3 +55,26 @@ if ! .venv/bin/python -c "import responder, ansible_runner, pytest" 2>/dev/null;
 fi
 # An editable install is not byte-compiled by pip; do it so that start-up does not recompile.
 .venv/bin/python -m compileall -q responder >/dev/null
+
+# The container image test (tests/integration/test_container_image.py) builds the image offline:
+# on a Debian base with Python made here by debootstrap, from wheels of every dependency gathered
+# here, so that the build itself needs no network.
+if [ "${RESPONDER_WITH_IMAGE:-0}" = 1 ]; then
+  if ! docker image inspect responder-test/debian-python:bookworm >/dev/null 2>&1; then
+    echo "== building responder-test/debian-python:bookworm with debootstrap"
+    rootfs=$(mktemp -d)
+    debootstrap --variant=minbase --include=python3,python3-venv,openssh-client,ca-certificates \
+      bookworm "$rootfs" http://deb.debian.org/debian >/var/log/responder-debootstrap.log 2>&1 \
+      || { echo "debootstrap failed; see /var/log/responder-debootstrap.log"; exit 1; }
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | docker import - responder-test/debian-python:bookworm >/dev/null
+    rm -rf "$rootfs"
+  fi
+  if [ ! -f .cache/wheelhouse/.complete ]; then
+    echo "== gathering dependency wheels for the offline image build"
+    rm -rf .cache/wheelhouse
+    .venv/bin/pip wheel -q -w .cache/wheelhouse . >/dev/null
+    rm -f .cache/wheelhouse/responder-*.whl
+    touch .cache/wheelhouse/.complete
+  fi
+fi

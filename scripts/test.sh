@@ -3,7 +3,7 @@
 # Integration tests start their own sshd on loopback with generated keys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RESPONDER_WITH_BROWSER=1 bash scripts/prepare-host.sh
+RESPONDER_WITH_BROWSER=1 RESPONDER_WITH_IMAGE=1 bash scripts/prepare-host.sh
 echo "== ruff"; .venv/bin/ruff check responder tests bench runbooks
 .venv/bin/ruff format --check responder tests bench runbooks
 echo "== mypy"; .venv/bin/mypy

@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from responder.export.text import md
+from responder.sizes import human_size
 
 
 class Verbatim(str):
@@ -29,18 +30,6 @@ def md_code(value: object) -> Verbatim:
     """A hash or ID as a Markdown code span (backticks inside cannot end it)."""
     text = "" if value is None else str(value).replace("`", "'")
     return Verbatim(f"`{text}`")
-
-
-def human_size(size: object) -> str:
-    """Bytes in binary units, as people read them: 123 B, 4.0 KiB, 1.3 GiB."""
-    if not isinstance(size, int):
-        return "" if size is None else str(size)
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def size_text(size: object) -> str:

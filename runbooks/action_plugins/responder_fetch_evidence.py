@@ -1,6 +1,10 @@
 # -*- coding: utf-8 -*-
 """Fetch a step's evidence files to the controller in one task.
 
+On the local connection a file is moved rather than copied where it can be (see `ours`): host
+and controller are one machine, and one copy of a large export is enough. Within one
+filesystem that is a rename; across two, a copy and then the host file's removal.
+
 ansible.builtin.fetch costs a module run per file (and re-reads each file on the target for a
 SHA-1 the engine does not use: it re-hashes with SHA-256 itself). This action plugin copies every
 file over the task's existing connection; names are checked again here so that nothing is written
@@ -85,6 +89,56 @@ def copy_write_behind(source_path, target_fd):
         os.close(source)
 
 
+def ours(source_path):
+    """On the local connection the host and the controller are one machine, and a copy would
+    leave two full copies of a multi-gigabyte export there. The host's file may be given up
+    once the controller has it when it is a regular file of ours in a directory we may change
+    (not, say, a root-owned file written with become)."""
+    try:
+        info = os.lstat(source_path)
+        return (
+            stat.S_ISREG(info.st_mode)
+            and info.st_uid == os.geteuid()
+            and os.access(os.path.dirname(source_path), os.W_OK | os.X_OK)
+        )
+    except OSError:
+        return False
+
+
+def same_filesystem(source_path, root):
+    """A move is a rename (no bytes copied) only within one filesystem."""
+    try:
+        return os.lstat(source_path).st_dev == os.stat(root).st_dev
+    except OSError:
+        return False
+
+
+def fsync_dir(path):
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def move(source_path, target):
+    """Give the host's file its controller name: link (never replaces an existing name), then
+    drop the host name. One inode throughout, so no moment holds two copies."""
+    os.link(source_path, target, follow_symlinks=False)
+    try:
+        os.unlink(source_path)
+    except OSError:
+        os.unlink(target)
+        raise
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(target, 0o400)
+    fsync_dir(os.path.dirname(source_path))
+
+
 def private_host_dir(dest):
     """<evidence>/<incident>/<host>: the engine has walked <evidence>/<incident> without following
     links; the host's directory is created here and held to the same rules (a real directory,
@@ -118,7 +172,8 @@ class ActionModule(ActionBase):
             result.update(changed=False, skipped=True, msg="check mode: nothing fetched")
             return result
         root = os.path.realpath(private_host_dir(dest))
-        fetched = []
+        local = getattr(self._connection, "transport", None) == "local"
+        fetched, moved = [], []
         for item in files:
             name = str(item.get("name", ""))
             source = str(item.get("path", ""))
@@ -127,6 +182,12 @@ class ActionModule(ActionBase):
             target = os.path.join(root, name)
             if os.path.dirname(os.path.realpath(target)) != root or os.path.lexists(target):
                 raise AnsibleError("refusing to write %s: exists or escapes the evidence directory" % target)
+            give_up = local and ours(source)
+            if give_up and same_filesystem(source, root):
+                move(source, target)
+                fetched.append(name)
+                moved.append(name)
+                continue
             # Copied as <name>.partial under an exclusive lock, then renamed: a cut-short fetch never
             # leaves a truncated file under an evidence name, and a later run can tell a stray
             # .partial (unlocked) from one still being written.
@@ -134,7 +195,7 @@ class ActionModule(ActionBase):
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if getattr(self._connection, "transport", None) == "local":
+                if local:
                     copy_write_behind(source, fd)
                 else:
                     self._connection.fetch_file(source, partial)
@@ -143,6 +204,12 @@ class ActionModule(ActionBase):
                     _drop(fd, 0, 0)
                 os.chmod(partial, 0o400)
                 os.rename(partial, target)
+                if give_up:  # another filesystem: copied, and now the host copy goes
+                    fsync_dir(root)
+                    with contextlib.suppress(OSError):  # if it cannot, two copies, as over SSH
+                        os.unlink(source)
+                        fsync_dir(os.path.dirname(source))
+                        moved.append(name)
             except BaseException:
                 if os.path.lexists(partial):
                     os.unlink(partial)
@@ -151,10 +218,7 @@ class ActionModule(ActionBase):
                 os.close(fd)
             fetched.append(name)
         if fetched:
-            dir_fd = os.open(root, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # and so are the renames
-            finally:
-                os.close(dir_fd)
-        result.update(changed=bool(fetched), fetched=fetched)
+            fsync_dir(root)  # and so are the renames
+        # moved: on the local connection these now exist only on the controller (one copy)
+        result.update(changed=bool(fetched), fetched=fetched, moved=moved)
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -415,3 +416,61 @@ def test_stray_partial_files_are_quarantined_not_left_beside_evidence(
     assert (
         run_cli("evidence", "verify", owner, data_dir=data_dir).returncode == 0
     )  # recorded evidence untouched
+
+
+@pytest.mark.parametrize("host_root_on", ["same filesystem", "another filesystem"])
+def test_on_the_local_connection_evidence_is_kept_once_not_twice(
+    docker: Docker, data_dir: Path, tmp_path: Path, host_root_on: str
+) -> None:
+    """#15: the host and the controller are one machine, so the export is moved into the
+    controller's store (a rename, or a copy and removal across filesystems), not copied beside it."""
+    victim = docker.container(
+        "once",
+        command=("sh", "-c", "dd if=/dev/urandom of=/blob bs=1M count=24 2>/dev/null; sleep 3600"),
+    )
+    time.sleep(2)
+    host_root = tmp_path / "host-evidence"
+    host_root.mkdir(mode=0o700)
+    if host_root_on == "another filesystem":
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=96m,mode=0700", "tmpfs", str(host_root)], check=True
+        )
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text(f'host_evidence_root = "{host_root}"\n')
+        playbook = _playbook(
+            tmp_path,
+            "once",
+            "  - id: snapshot\n    action: snapshot_filesystem\n"
+            "    with: {container: '{{ params.container }}'}\n",
+        )
+        result = run_cli(
+            "--config", str(config), "run", str(playbook), "-p", f"container={victim}", data_dir=data_dir
+        )
+        assert result.returncode == 0, result.output
+        incident = incident_id(result.stdout)
+        db = sqlite3.connect(data_dir / "timeline.db")
+        rows = db.execute(
+            "SELECT kind, path, source_path, sha256_source, sha256_controller, size FROM evidence "
+            "WHERE incident_id=?",
+            (incident,),
+        ).fetchall()
+        kinds = {row[0] for row in rows}
+        assert "filesystem" in kinds or any("rootfs" in row[1] for row in rows), rows
+        for _kind, path, source_path, source_hash, controller_hash, size in rows:
+            stored = Path(path)
+            assert hashlib.sha256(stored.read_bytes()).hexdigest() == source_hash == controller_hash
+            assert stored.is_relative_to(data_dir / "evidence" / incident)
+            assert stored.stat().st_nlink == 1 and stored.stat().st_size == size
+            assert stored.stat().st_mode & 0o777 == 0o400
+            assert Path(source_path).is_relative_to(host_root)
+            assert not Path(source_path).exists(), f"{source_path} is still on the host: two copies"
+        export = next(Path(row[1]) for row in rows if "rootfs" in row[1])
+        assert export.stat().st_size > 24 << 20
+        left = [p for p in host_root.rglob("*") if p.is_file()]
+        assert left == [], left  # nothing of this incident's evidence stays on the host side
+        verified = run_cli("evidence", "verify", incident, data_dir=data_dir)
+        assert verified.returncode == 0, verified.output
+    finally:
+        if host_root_on == "another filesystem":
+            subprocess.run(["umount", str(host_root)], check=False)

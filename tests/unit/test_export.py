@@ -252,7 +252,8 @@ def test_report_environments_escape_what_a_template_forgets_to() -> None:
 def test_report_shortens_hashes_on_screen_but_keeps_them_whole_and_sizes_read_as_people_read(
     tmp_path: Path,
 ) -> None:
-    from responder.export.render import human_size, size_text
+    from responder.export.render import size_text
+    from responder.sizes import human_size
 
     assert [human_size(n) for n in (0, 1023, 1024, 1536, 5 * 2**30)] == [
         "0 B",

@@ -64,3 +64,43 @@ def test_verbose_shows_ansibles_own_output_and_quiet_shows_nothing() -> None:
     Progress(quiet, quiet=True, verbose=True).runner_event(event)
     assert loud.getvalue() == "    | ok: [localhost]\n    | changed: 1\n"
     assert plain.getvalue() == "" and quiet.getvalue() == ""
+
+
+def test_a_long_export_shows_bytes_written_and_the_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The evidence being written (a growing .partial under the incident's directory, on the host
+    root or the controller's per-host directory) shows in the status line with its rate."""
+    from responder.evidence_watch import EvidenceWatch
+
+    host_root, controller = tmp_path / "host", tmp_path / "evidence"
+    (host_root / "INC-1").mkdir(parents=True)
+    (controller / "INC-1" / "dockerhost").mkdir(parents=True)
+    out = _Terminal()
+    progress = Progress(out, watch=EvidenceWatch((host_root, controller)))
+    progress.TICK = 0.2
+    progress.timeline_event(_event(EventKind.STEP_STARTED, "snapshot", action="snapshot_filesystem"))
+    partial = host_root / "INC-1" / "abc-rootfs.tar.partial"
+    with partial.open("wb") as growing:
+        for _ in range(12):
+            growing.write(b"\0" * (4 << 20))
+            growing.flush()
+            time.sleep(0.05)
+        shown = _wait_for(out, "MiB/s)")
+    assert "... running: snapshot" in shown and "MiB written, " in shown, shown
+    partial.rename(partial.with_suffix(""))  # collected: the host file is evidence now
+    fetched = controller / "INC-1" / "dockerhost" / "abc-rootfs.tar.partial"
+    fetched.write_bytes(b"\0" * (3 << 20))
+    assert "3.0 MiB written" in _wait_for(out, "3.0 MiB written")  # the controller's copy arriving
+    fetched.unlink()
+    time.sleep(0.5)
+    assert not out.getvalue().rsplit("\r", 1)[-1].count("written")  # nothing in flight: no bytes shown
+    progress.timeline_event(
+        _event(EventKind.STEP_FINISHED, "snapshot", "step snapshot: succeeded", outcome="succeeded")
+    )
+
+
+def test_without_a_terminal_the_interval_between_lines_is_configurable() -> None:
+    out = io.StringIO()
+    progress = Progress(out, quiet_tick=0.1)
+    progress.TICK = 0.02
+    progress.timeline_event(_event(EventKind.STEP_STARTED, "snapshot", action="snapshot_filesystem"))
+    assert "  ... still running: snapshot" in _wait_for(out, "  ... still running: snapshot")

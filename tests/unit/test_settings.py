@@ -105,3 +105,18 @@ def test_a_daemon_finds_the_system_config_without_flags(
     user.parent.mkdir(parents=True)
     user.write_text(f'data_dir = "{tmp_path / "mine"}"\n')
     assert load_settings(environ=env).data_dir == tmp_path / "mine"  # the user's own comes first
+
+
+@pytest.mark.parametrize("value", ["0", "true", '"30"', "9999"])
+def test_progress_interval_is_checked(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"progress_interval = {value}\n")
+    with pytest.raises(ConfigError, match="progress_interval must be seconds from 1 to 3600"):
+        load_settings(config=str(config), environ={})
+
+
+def test_progress_interval_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("progress_interval = 5\n")
+    assert load_settings(config=str(config), environ={}).progress_interval == 5.0
+    assert load_settings(environ={"RESPONDER_DATA_DIR": str(tmp_path)}).progress_interval == 30.0
