@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from responder import fleet_view
+from responder import approvals, fleet_view
 from responder.catalog import Catalog
 from responder.claims import ClaimWatch
 from responder.errors import PlaybookError, StateError
@@ -107,8 +107,16 @@ class Engine:
             )
         return self._advance(incident, playbook, request.params, request.secrets)
 
-    def approve(self, incident_id: str, steps: list[str] | None, actor: str, reason: str = "") -> list[str]:
-        """Record approval of the named gated steps (None: every remaining gate)."""
+    def approve(
+        self,
+        incident_id: str,
+        steps: list[str] | None,
+        actor: str,
+        reason: str = "",
+        via: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Record `actor`'s approval of the named gated steps (None: every remaining gate), under
+        the rules of responder.approvals, checked and written in one transaction."""
         incident = self.timeline.incident(incident_id)
         if incident.status is not IncidentStatus.AWAITING_APPROVAL:
             raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
@@ -121,15 +129,8 @@ class Engine:
                 raise StateError(
                     f"step {step_id!r} of {incident_id} is not waiting for approval (gated: {', '.join(gated) or 'none'})"
                 )
-        for step_id in chosen:
-            self.record.event(
-                incident_id,
-                EventKind.APPROVAL_GRANTED,
-                f"step {step_id} approved by {actor}" + (f": {reason}" if reason else ""),
-                step=step_id,
-                actor=actor,
-                data={"decision": "approved", "reason": reason},
-            )
+        for event in approvals.grant(self.timeline, incident, playbook, chosen, actor, reason, via):
+            self.record.on_event(event)
         return chosen
 
     def _check_private_dirs(self) -> None:
@@ -205,13 +206,13 @@ class Engine:
         playbook = self.playbook_for(incident, check_hash=False)
         return self.record.close(incident_id, playbook, IncidentStatus.INTERRUPTED, self.claims.held_by)
 
-    def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
+    def deny(self, incident_id: str, actor: str, reason: str = "", via: Any = None) -> None:
         """Refuse the step waiting at the gate: the incident ends `denied`, the reason on the timeline."""
         incident = self.timeline.incident(incident_id)
         if incident.status is not IncidentStatus.AWAITING_APPROVAL:
             raise StateError(f"incident {incident_id} is {incident.status}, not awaiting approval")
         step = incident.next_step
-        # Claim the incident first (awaiting -> running) so a concurrent approval cannot resume it.
+        # Claim it first (awaiting -> running) so a concurrent approval cannot resume it.
         if not self.timeline.transition(
             incident_id, IncidentStatus.AWAITING_APPROVAL, IncidentStatus.RUNNING
         ):
@@ -222,17 +223,18 @@ class Engine:
             f"step {step} denied by {actor}" + (f": {reason}" if reason else ""),
             step=step,
             actor=actor,
-            data={"decision": "denied", "reason": reason},
+            data={"decision": "denied", "reason": reason, **({"via": dict(via)} if via else {})},
         )
         playbook = self.playbook_for(incident, check_hash=False)
         self.record.close(incident_id, playbook, IncidentStatus.DENIED, self.claims.held_by)
 
-    def release(self, incident_id: str, actor: str, reason: str, container: str | None = None) -> RunOutcome:
-        """Reverse containment (see responder.release): an explicit human or API request only;
-        `container` releases one container of a fleet incident."""
+    def release(
+        self, incident_id: str, actor: str, reason: str, container: str | None = None, via: Any = None
+    ) -> RunOutcome:
+        """Reverse containment (responder.release), on request only; `container`: one of a fleet."""
         from responder.release import release
 
-        return release(self, incident_id, actor, reason, container)
+        return release(self, incident_id, actor, reason, container, via)
 
     def dry_run(self, request: RunRequest) -> list[DryRunStep]:
         """Plan every step and run its modules in check mode; nothing changes or is recorded."""
@@ -261,7 +263,8 @@ class Engine:
         incident_id = incident.id
         ledger = self.timeline.steps(incident_id)
         outputs = {sid: out for sid, (status, out) in ledger.items()}
-        approved = {e.step for e in self.timeline.events(incident_id) if e.kind == EventKind.APPROVAL_GRANTED}
+        approvers = approvals.approvers_by_step(self.timeline.events(incident_id))
+        approved = {s.id for s in playbook.steps if approvals.count(s, approvers.get(s.id, [])).satisfied}
         steps = [s for s in playbook.steps if ledger.get(s.id, ("", {}))[0] not in _FINAL_STEP]
         batch_number = sum(1 for e in self.timeline.events(incident_id) if e.kind == EventKind.BATCH_STARTED)
         index = 0
@@ -393,8 +396,7 @@ class Engine:
             if p.secret_args
         }
         planned = {p.step.id: p for p in batch}
-        # A step is `running` on the ledger from its play's start: after a crash the ledger tells
-        # steps that were cut short from steps that never began.
+        # `running` from its play's start: after a crash, cut short is told from never begun.
         self.timeline.set_step(incident_id, ids[0], "running")
         # Steps are recorded as soon as the next step's play starts, so the timeline and the
         # terminal follow the run live; the last step waits for the run's end.

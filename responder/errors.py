@@ -8,7 +8,8 @@ ResponderError
 ├── ConfigError           the configuration file or a runbooks directory is broken
 │   └── UnsafePath            a directory responder writes under is a link or not its own
 ├── StateError            the request does not fit the incident's state (approve a finished run)
-│   └── AlertClaimLost        the alert a run was started for is no longer claimed by it
+│   ├── AlertClaimLost        the alert a run was started for is no longer claimed by it
+│   └── ApprovalRefused       this person may not decide this gate (self-approval, twice)
 ├── RunnerError           ansible-runner could not be started at all
 ├── InputError            attacker-controlled input refused (answered 4xx, never a crash)
 │   ├── BadJSON               not JSON we accept (400)
@@ -80,6 +81,10 @@ class StateError(ResponderError):
     """The request does not fit the incident's state."""
 
     exit_code = 2
+
+
+class ApprovalRefused(StateError):
+    """This person may not decide this gate: they started the incident, or already approved it."""
 
 
 class RunnerError(ResponderError):

@@ -8,6 +8,7 @@ not undone here: the operator is told which incident to release."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,12 @@ if TYPE_CHECKING:
 
 
 def release(
-    engine: Engine, incident_id: str, actor: str, reason: str, container: str | None = None
+    engine: Engine,
+    incident_id: str,
+    actor: str,
+    reason: str,
+    container: str | None = None,
+    via: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Reverse containment: run, in reverse order and host by host, the undo action each
     succeeded step's role declares. Only ever on an explicit human or API request. With
@@ -67,7 +73,11 @@ def release(
         + (f" for container {container}" if container else "")
         + f": {reason}",
         actor=actor,
-        data={"reason": reason, **({"container": container} if container else {})},
+        data={
+            "reason": reason,
+            **({"container": container} if container else {}),
+            **({"via": dict(via)} if via else {}),
+        },
     )
     earlier = earlier_incidents(attempts)
     hint = (

@@ -28,6 +28,7 @@ from responder.targets import TARGETS_STEP, normalise
 from responder.vocabulary import EventKind
 
 if TYPE_CHECKING:
+    from responder.approvals import GateCount
     from responder.catalog import Catalog
     from responder.engine import DryRunStep, Engine, RunOutcome, RunRequest
     from responder.evidence import Verification
@@ -159,9 +160,24 @@ class Service:
         with self.signals():
             return self.engine.dry_run(request)
 
-    def approve(self, incident_id: str, steps: list[str] | None, actor: str, reason: str = "") -> list[str]:
-        """Record approval of gated steps (None: every remaining one). The gate's one check."""
-        return self.engine.approve(incident_id, steps, actor, reason)
+    def approve(
+        self,
+        incident_id: str,
+        steps: list[str] | None,
+        actor: str,
+        reason: str = "",
+        via: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Record approval of gated steps (None: every remaining one). The gate's one check,
+        with its rules (no self-approval, N distinct approvers: responder.approvals)."""
+        return self.engine.approve(incident_id, steps, actor, reason, via)
+
+    def gate_waiting(self, incident_id: str) -> GateCount | None:
+        """The gate the incident waits at, when it needs more approvals before it can go on."""
+        from responder.approvals import waiting
+
+        incident = self.timeline.incident(incident_id)
+        return waiting(self.timeline, incident, self.engine.playbook_for(incident, check_hash=False))
 
     def continue_after_approval(self, incident_id: str) -> RunOutcome:
         """Carry an approved incident on, with its secret params from the environment."""
@@ -169,9 +185,11 @@ class Service:
         with self.signals():
             return self.engine.resume(incident_id, secrets_from_env(incident.secret_params))
 
-    def deny(self, incident_id: str, actor: str, reason: str = "") -> None:
+    def deny(
+        self, incident_id: str, actor: str, reason: str = "", via: Mapping[str, str] | None = None
+    ) -> None:
         """Refuse the waiting step; the incident ends."""
-        self.engine.deny(incident_id, actor, reason)
+        self.engine.deny(incident_id, actor, reason, via)
 
     def resume(self, incident_id: str, actor: str) -> RunOutcome:
         """Continue an interrupted incident."""
@@ -181,11 +199,18 @@ class Service:
                 incident_id, secrets_from_env(incident.secret_params), actor
             )
 
-    def release(self, incident_id: str, actor: str, reason: str, container: str | None = None) -> RunOutcome:
+    def release(
+        self,
+        incident_id: str,
+        actor: str,
+        reason: str,
+        container: str | None = None,
+        via: Mapping[str, str] | None = None,
+    ) -> RunOutcome:
         """Reverse containment (an explicit request, with a reason on the timeline): the whole
         incident, or one container of a fleet incident."""
         with self.signals():
-            return self.engine.release(incident_id, actor, reason, container)
+            return self.engine.release(incident_id, actor, reason, container, via)
 
     def verify(self, incident_id: str, actor: str) -> list[Verification]:
         """Re-hash an incident's evidence; the verification itself goes on the chain of custody."""

@@ -26,6 +26,7 @@ _CONFIG_KEYS = {
     "docker_retry",
     "docker_call_timeout",
     "progress_interval",
+    "approvals",
 }
 # Seconds between attempts when dockerd is unreachable on a target (about a minute in all).
 DEFAULT_DOCKER_RETRY = (2.0, 4.0, 8.0, 16.0, 30.0)
@@ -45,8 +46,23 @@ SERVER_KEYS = {
     "hmac_secret_file",
     "tls_cert",
     "tls_key",
+    "clients",
 }
-SLACK_KEYS = {"mode", "channel", "token_file", "webhook_url_file", "base_url", "timeout", "flush_timeout"}
+SLACK_KEYS = {
+    "mode",
+    "channel",
+    "token_file",
+    "webhook_url_file",
+    "base_url",
+    "timeout",
+    "flush_timeout",
+    # interactivity (buttons): the signing secret for the request URL, the app-level token for
+    # Socket Mode (files; or SLACK_SIGNING_SECRET[_FILE], SLACK_APP_TOKEN[_FILE])
+    "interactive",
+    "signing_secret_file",
+    "app_token_file",
+    "socket_mode",
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class Settings:
     docker_retry: tuple[float, ...] = DEFAULT_DOCKER_RETRY
     docker_call_timeout: float = DEFAULT_DOCKER_CALL_TIMEOUT
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    approvals: Mapping[str, Any] = field(default_factory=dict)  # who may decide from Slack
 
     def private_dir(self, *parts: str) -> Path:
         """data_dir/parts..., created 0700 and walked without following links (private_dirs)."""
@@ -163,6 +180,12 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     interval = data.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)
     if isinstance(interval, bool) or not isinstance(interval, int | float) or not 1 <= interval <= 3600:
         raise ConfigError(f"{path}: progress_interval must be seconds from 1 to 3600, got {interval!r}")
+    clients = server.get("clients", [])
+    if not isinstance(clients, list) or not all(isinstance(c, dict) for c in clients):
+        raise ConfigError(
+            f'{path}: [[server.clients]] entries are tables: name = "alertmanager", roles = ["alerts"], '
+            'token_file = "/etc/responder/tokens/alertmanager"'
+        )
     for key in ("host", "token_file", "hmac_secret_file", "tls_cert", "tls_key"):
         if key in server and not isinstance(server[key], str):
             raise ConfigError(f"{path}: [server] {key} must be a string, got {server[key]!r}")
@@ -194,4 +217,5 @@ def load_settings(
         docker_retry=tuple(float(v) for v in cfg.get("docker_retry", DEFAULT_DOCKER_RETRY)),
         docker_call_timeout=float(cfg.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)),
         progress_interval=float(cfg.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
+        approvals=dict(cfg.get("approvals", {})),
     )

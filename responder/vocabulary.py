@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_GRANTED = "approval_granted"
     APPROVAL_DENIED = "approval_denied"
+    APPROVAL_REFUSED = "approval_refused"  # someone not allowed to decide pressed a button
     # evidence
     EVIDENCE_RECORDED = "evidence_recorded"
     EVIDENCE_PROBLEM = "evidence_problem"

@@ -1,5 +1,7 @@
 """A local Slack Web API for tests: chat.postMessage, chat.update, conversations.history and
-conversations.replies (with message metadata), plus an incoming-webhook endpoint. It records
+conversations.replies (with message metadata), chat.postEphemeral, views.open,
+usergroups.users.list and apps.connections.open (Socket Mode, with the app-level token), plus an
+incoming-webhook endpoint. It records
 every call and can answer with 429 + Retry-After, 500, an error such as invalid_auth, or hang,
 either from a script (one behaviour per call) or at random rates (the B6 benchmark)."""
 
@@ -44,6 +46,11 @@ class SlackState:
     updates: list[dict[str, Any]] = field(default_factory=list)
     webhook_posts: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[float, str, str]] = field(default_factory=list)  # (time, method, behaviour)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)  # chat.postEphemeral
+    views: list[dict[str, Any]] = field(default_factory=list)  # views.open
+    groups: dict[str, list[str]] = field(default_factory=dict)  # user group -> members
+    app_token: str = "xapp-test-app-token"
+    socket_url: str = ""  # what apps.connections.open hands out
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -121,6 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
         writes = method in ("chat.postMessage", "chat.update")
         behaviour = state.behaviour() if writes else "ok"
         state.calls.append((time.monotonic(), method, behaviour))
+        if method == "apps.connections.open":
+            ok = token == state.app_token and state.socket_url
+            self._reply(
+                200, {"ok": True, "url": state.socket_url} if ok else {"ok": False, "error": "invalid_auth"}
+            )
+            return
         if token != state.token:
             self._reply(200, {"ok": False, "error": "invalid_auth"})
             return
@@ -174,6 +187,23 @@ class _Handler(BaseHTTPRequestHandler):
                         for m in found
                     ],
                 },
+            )
+        elif method == "chat.postEphemeral":
+            with state.lock:
+                state.ephemerals.append(args)
+            self._reply(200, {"ok": True, "message_ts": state.next_ts()})
+        elif method == "views.open":
+            view = args.get("view")
+            with state.lock:
+                state.views.append({**args, "view": json.loads(view) if isinstance(view, str) else view})
+            self._reply(200, {"ok": True, "view": {"id": "V0TEST"}})
+        elif method == "usergroups.users.list":
+            users = state.groups.get(str(args.get("usergroup")))
+            self._reply(
+                200,
+                {"ok": True, "users": users}
+                if users is not None
+                else {"ok": False, "error": "no_such_subteam"},
             )
         else:
             self._reply(200, {"ok": False, "error": "unknown_method"})

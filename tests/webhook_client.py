@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-TOKEN = "test-token-4f9c2a7e1b3d5c6a"
+TOKEN = "test-token-4f9c2a7e1b3d5c6a"  # the shared legacy token: client `webhook`, alerts + reader
 HMAC_SECRET = "test-hmac-secret-8e7d6c5b4a39"
+# [[server.clients]] the helper configures with a secrets directory (unless the test brings a --config)
+APPROVER_TOKEN = "test-approver-ops-7c1d9e2f3a4b"  # client `ops`: approver, reader
+SECOND_APPROVER_TOKEN = "test-approver-lead-2e8f6a1c9d0b"  # client `lead`: approver
+ALERTS_TOKEN = "test-alerts-only-5f0e4d3c2b1a"  # client `alertmanager`: alerts
+CLIENTS = (
+    ("ops", ("approver", "reader"), APPROVER_TOKEN),
+    ("lead", ("approver",), SECOND_APPROVER_TOKEN),
+    ("alertmanager", ("alerts",), ALERTS_TOKEN),
+)
 
 
 def free_port() -> int:
@@ -61,6 +70,16 @@ class Server:
         if secrets_dir is not None and auth in ("both", "hmac"):
             (secrets_dir / "hmac").write_text(HMAC_SECRET + "\n")
             self.env["RESPONDER_WEBHOOK_HMAC_SECRET_FILE"] = str(secrets_dir / "hmac")
+        if secrets_dir is not None and auth != "hmac" and "--config" not in self.args:
+            entries = []
+            for name, roles, token in CLIENTS:
+                (secrets_dir / f"client-{name}").write_text(token + "\n")
+                entries.append(
+                    f'[[server.clients]]\nname = "{name}"\nroles = {json.dumps(list(roles))}\n'
+                    f'token_file = "{secrets_dir / f"client-{name}"}"\n'
+                )
+            (secrets_dir / "server.toml").write_text("\n".join(entries))
+            self.env["RESPONDER_CONFIG"] = str(secrets_dir / "server.toml")
         self.proc: subprocess.Popen[bytes] | None = None
         self.tls: ssl.SSLContext | None = None  # set to speak HTTPS (a server started with --tls-cert)
         self.log_path = data_dir.parent / f"server-{self.port}.log"

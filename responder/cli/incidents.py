@@ -91,6 +91,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
         service.approve(
             args.incident, None if args.all else [args.step], resolve_actor(args.actor), args.reason
         )
+        gate = service.gate_waiting(args.incident)
+        if gate is not None:  # a two-person step: recorded, and waiting for someone else
+            from responder.approvals import describe
+
+            print(f"{args.incident}: step {gate.step}: {describe(gate)}")
+            return STATUS_EXIT["awaiting_approval"]
         return report(service.continue_after_approval(args.incident))
     finally:
         service.finish()

@@ -18,7 +18,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     catalog = catalog_for(settings)
     config = settings.server
-    auth = load_auth(os.environ, config.get("token_file"), config.get("hmac_secret_file"))
+    auth = load_auth(
+        os.environ, config.get("token_file"), config.get("hmac_secret_file"), config.get("clients", ())
+    )
     inventory = inventory_for(args, settings)
     options = ServeOptions(
         host=args.host or config.get("host", "127.0.0.1"),

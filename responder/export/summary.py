@@ -17,6 +17,7 @@ _DECODED = {
     EventKind.STEP_FINISHED,
     EventKind.APPROVAL_GRANTED,
     EventKind.APPROVAL_DENIED,
+    EventKind.APPROVAL_REFUSED,
     EventKind.APPROVAL_REQUESTED,
     EventKind.INCIDENT_CLOSED,
     EventKind.INCIDENT_INTERRUPTED,
@@ -141,7 +142,12 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
             for host_name, outputs in (data.get("outputs") or {}).items():
                 _scope(summary, host_name, outputs)
             span.containers = fleet_view.container_rows(data.get("outputs") or {})
-        elif kind in (EventKind.APPROVAL_GRANTED, EventKind.APPROVAL_DENIED, EventKind.APPROVAL_REQUESTED):
+        elif kind in (
+            EventKind.APPROVAL_GRANTED,
+            EventKind.APPROVAL_DENIED,
+            EventKind.APPROVAL_REQUESTED,
+            EventKind.APPROVAL_REFUSED,
+        ):
             summary.decisions.append(
                 {
                     "ts": ts,
@@ -151,6 +157,7 @@ def summarize(timeline: Timeline, incident_id: str) -> Summary:
                     "decision": data.get("decision", "requested"),
                     "reason": data.get("reason", ""),
                     "message": message,
+                    "via": data.get("via") or {},  # a Slack decision: who, where, which message
                 }
             )
         elif kind == EventKind.SECRET_ROTATED:

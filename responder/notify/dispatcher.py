@@ -44,13 +44,19 @@ _WATCHED = {
     EventKind.INCIDENT_INTERRUPTED,
     EventKind.ALERT_RESOLVED,
     EventKind.INTAKE_WARNING,
+    EventKind.INCIDENT_RELEASED,
+    EventKind.APPROVAL_REFUSED,
 }
 _STATUS_CHANGES = {
     EventKind.APPROVAL_REQUESTED,
+    EventKind.APPROVAL_GRANTED,
+    EventKind.APPROVAL_DENIED,
     EventKind.INCIDENT_RESUMED,
     EventKind.INCIDENT_CLOSED,
     EventKind.INCIDENT_INTERRUPTED,
+    EventKind.INCIDENT_RELEASED,
 }
+_DECISIONS = (EventKind.APPROVAL_GRANTED, EventKind.APPROVAL_DENIED, EventKind.INCIDENT_RELEASED)
 _STOP = object()
 
 
@@ -106,8 +112,10 @@ class SlackNotifier:
         secret: str,
         policy: RetryPolicy | None = None,
         pacer: ChannelPacer | None = None,
+        interactive: bool = False,
     ) -> None:
         self.transport = transport
+        self.interactive = interactive and transport.threads  # buttons need chat.update
         self.channel = channel
         self.database = database
         self.secret = secret
@@ -197,7 +205,9 @@ class SlackNotifier:
             EventKind.APPROVAL_REQUESTED,
             EventKind.APPROVAL_GRANTED,
             EventKind.APPROVAL_DENIED,
+            EventKind.APPROVAL_REFUSED,
             EventKind.INCIDENT_RESUMED,
+            EventKind.INCIDENT_RELEASED,
         ):
             self._deliver(iid, plain_reply(iid, event))
         elif event.kind == EventKind.INTAKE_WARNING:
@@ -215,8 +225,14 @@ class SlackNotifier:
     def _root(self, incident: Any, key: str) -> Message:
         scope = incident.trigger.get("targets")
         container = scope if isinstance(scope, str) else None
-        hosts = sorted({e.host for e in self._timeline.events(incident.id) if e.host})
-        return root_message(incident, key, hosts, container)
+        hosts: set[str] = set()
+        decision = None
+        for event in self._timeline.events(incident.id):
+            if event.host:
+                hosts.add(event.host)
+            if event.kind in _DECISIONS:
+                decision = event
+        return root_message(incident, key, sorted(hosts), container, self.interactive, decision)
 
     def _root_ref(self, incident_id: str) -> tuple[str, str] | None:
         if incident_id not in self._roots:

@@ -3,6 +3,7 @@ and nothing here is a template. Sizes are cut to Slack's documented limits rathe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +64,65 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_MAX)}}
 
 
-def root_message(incident: Incident, key: str, hosts: list[str], container: str | None) -> Message:
-    """The incident's thread parent: severity, status, playbook, host, container, trigger."""
+# action_ids of the root message's buttons; responder.server.slack_actions acts on them.
+APPROVE, APPROVE_ALL, DENY, RELEASE = (
+    "responder_approve",
+    "responder_approve_all",
+    "responder_deny",
+    "responder_release",
+)
+_CLOSED = {"succeeded", "failed", "host_unreachable", "config_error", "timed_out", "interrupted", "denied"}
+
+
+def actor_mention(actor: str) -> str:
+    """A Slack actor as a mention Slack renders with the person's name; anyone else as text."""
+    user = actor.removeprefix("slack:")
+    if actor.startswith("slack:") and user.isalnum() and user[:1] in ("U", "W"):
+        return f"<@{user}>"
+    return escape(actor)
+
+
+def buttons(incident: Incident) -> list[dict[str, Any]]:
+    """What can be decided from Slack now: approve (the step, or every gate) and deny at a gate;
+    release once the run is over and containment may still be in place. None otherwise."""
+    status = str(incident.status)
+
+    def value(step: str | None) -> str:
+        return json.dumps({"incident": incident.id, "step": step})
+
+    if status == "awaiting_approval" and incident.next_step:
+        step = incident.next_step
+        return [
+            _button(APPROVE, f"Approve {step}", value(step), "primary"),
+            _button(APPROVE_ALL, "Approve all remaining", value(None)),
+            _button(DENY, "Deny", value(step), "danger"),
+        ]
+    if status in _CLOSED:
+        return [_button(RELEASE, "Release containment", value(None), "danger")]
+    return []
+
+
+def _button(action_id: str, label: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": label[:75]},
+        "value": value,
+    }
+    return button | ({"style": style} if style else {})
+
+
+def root_message(
+    incident: Incident,
+    key: str,
+    hosts: list[str],
+    container: str | None,
+    interactive: bool = False,
+    decision: Event | None = None,
+) -> Message:
+    """The incident's thread parent: severity, status, playbook, host, container, trigger; with
+    `interactive`, the buttons for what can be decided now, and the last decision (who, when,
+    what happened next) in place of the buttons it answered."""
     status = str(incident.status)
     trigger = dict(incident.trigger)
     header = truncate(
@@ -83,6 +141,23 @@ def root_message(incident: Incident, key: str, hosts: list[str], container: str 
         {"type": "header", "text": {"type": "plain_text", "text": header}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": truncate(f, FIELD_MAX)} for f in fields]},
     ]
+    if decision is not None:
+        verb = {"approval_granted": "Approved", "approval_denied": "Denied", "incident_released": "Released"}
+        what = verb.get(str(decision.kind), str(decision.kind))
+        step = f" {escape(decision.step)}" if decision.step else ""
+        reason = str(decision.data.get("reason") or "")
+        line = (
+            f"{what}{step} by {actor_mention(decision.actor)} at {escape(decision.ts)}"
+            + (f": {escape(truncate(reason, 300))}" if reason else "")
+            + f". Now {escape(status)}"
+            + (f" (next: {escape(incident.next_step)})" if incident.next_step else "")
+            + "."
+        )
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(line, FIELD_MAX)}]}
+        )
+    if interactive and (actions := buttons(incident)):
+        blocks.append({"type": "actions", "block_id": "responder_decisions", "elements": actions})
     text = f"Incident {incident.id} ({incident.severity}): {incident.playbook}, status {status}"
     return Message(key=key, role="root", text=escape(text), blocks=blocks)
 

@@ -59,7 +59,9 @@ def build_notifier(
         from responder.notify.slack import BotTransport
 
         transport = BotTransport(token, str(slack.get("base_url", "https://slack.com/api/")), timeout)
-        return SlackNotifier(transport, channel, settings.database, token)
+        # [slack] interactive: the root message carries decision buttons (the server handles them)
+        interactive = slack.get("interactive") is True
+        return SlackNotifier(transport, channel, settings.database, token, interactive=interactive)
     if mode == "webhook":
         url = _secret("SLACK_WEBHOOK_URL", "webhook_url_file", slack, env)
         if not url:

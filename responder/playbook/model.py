@@ -194,6 +194,13 @@ STEP_FIELDS: dict[str, FieldSpec] = {
         enum=tuple(Approval),
         default="none",
     ),
+    "approvals": FieldSpec(
+        "integer",
+        "With `approval: required`: how many different people must approve the step (two-person rule).",
+        minimum=1,
+        maximum=5,
+        default=1,
+    ),
     "when": FieldSpec("string", "Jinja expression over params; the step is skipped when it is false."),
     "hosts": FieldSpec(
         "string", "Ansible host pattern for this step (default: all targeted hosts).", pattern=HOST_PATTERN
@@ -225,6 +232,7 @@ class Step:
     on_failure: OnFailure = OnFailure.ABORT
     timeout: int = 600
     approval: Approval = Approval.NONE
+    approvals: int = 1  # distinct people who must approve a gated step
     when: str | None = None
     hosts: str | None = None
     description: str = ""

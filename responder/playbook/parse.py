@@ -314,6 +314,12 @@ class _Validator:
             when = body.get("when")
             if isinstance(when, str):
                 self.expression(when, (*path, "when"), params)
+            if body.get("approvals", 1) != 1 and body.get("approval") != "required":
+                self.add(
+                    (*path, "approvals"),
+                    "approvals counts the people who must approve a gated step, and this step has no gate",
+                    "add `approval: required`, or remove `approvals`",
+                )
             line = self.doc.marks.get(path, (None, None))[0]
             if isinstance(step_id, str) and isinstance(action_name, str):
                 out.append(
@@ -330,6 +336,9 @@ class _Validator:
                         approval=Approval(body.get("approval", "none"))
                         if body.get("approval", "none") in tuple(Approval)
                         else Approval.NONE,
+                        approvals=body.get("approvals", 1)
+                        if isinstance(body.get("approvals", 1), int)
+                        else 1,
                         when=when if isinstance(when, str) else None,
                         hosts=body.get("hosts"),
                         description=body.get("description", ""),

@@ -11,63 +11,29 @@ answer 202. A playbook never runs inside a request: workers take committed alert
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from responder.catalog import Catalog
-from responder.errors import InputError, StateError, UsageError
 from responder.intake.alerts import PARSERS, Alert, BadJSON, ShapeError, alertmanager_warnings, decode
 from responder.intake.records import Intake
 from responder.intake.routing import RejectedInput, Router
 from responder.intake.store import AlertStore, StoreUnavailable
-from responder.outcomes import tally_mapping
 from responder.playbook.model import AlertSource
-from responder.server.auth import Auth, Verdict
+from responder.server.auth import Auth, Client
+from responder.server.http_common import BODY_TIMEOUT, MAX_BODY, Gate, error, log, request_path
+from responder.server.incident_api import IncidentAPI
 from responder.server.metrics import Metrics
+from responder.server.slack_interactions import SlackInteractions, SlackWiring
 from responder.server.workers import WorkerPool
 from responder.settings import Settings
-from responder.timeline import Event, Incident, Timeline
+from responder.timeline import Event, Timeline
 
-MAX_BODY = 1 << 20
-BODY_TIMEOUT = 10.0  # seconds a client has to send its whole body once the headers are in
-log = logging.getLogger("responder.server")
-
-
-class _TooLarge(InputError):
-    pass
-
-
-class _RateLimitedLog:
-    """At most one line per `interval` per kind: an attacker hammering 401s cannot flood the log."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._dropped: dict[str, int] = {}
-
-    def warning(self, kind: str, message: str, *args: Any) -> None:
-        self.log(logging.WARNING, kind, message, *args)
-
-    def info(self, kind: str, message: str, *args: Any) -> None:
-        self.log(logging.INFO, kind, message, *args)
-
-    def log(self, level: int, kind: str, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, 0.0) < self.interval:
-            self._dropped[kind] = self._dropped.get(kind, 0) + 1
-            return
-        dropped = self._dropped.pop(kind, 0)
-        self._last[kind] = now
-        log.log(level, message + (f" (+{dropped} similar suppressed)" if dropped else ""), *args)
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 
 
 @dataclass
@@ -87,119 +53,34 @@ class ServerState:
     # Slack: what no incident's thread will carry (notice), and events the server writes (observe)
     observe: Callable[[Event], None] | None = None
     notice: Callable[[str, str], None] | None = None
+    slack: SlackWiring | None = None  # decisions from Slack's buttons ([slack] interactive)
 
 
 def build_app(state: ServerState) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(client_max_size=MAX_BODY)
     api = _Handlers(state)
+    incidents = IncidentAPI(state)
     app.router.add_post("/v1/alerts/alertmanager", api.alertmanager)
     app.router.add_post("/v1/alerts/falco", api.falco)
     app.router.add_post("/v1/alerts/generic", api.generic)
-    app.router.add_get("/v1/incidents", api.incidents)
-    app.router.add_get("/v1/incidents/{id}", api.incident)
-    app.router.add_get("/v1/incidents/{id}/timeline", api.timeline)
-    app.router.add_post("/v1/incidents/{id}/approve", api.approve)
+    app.router.add_get("/v1/incidents", incidents.incidents)
+    app.router.add_get("/v1/incidents/{id}", incidents.incident)
+    app.router.add_get("/v1/incidents/{id}/timeline", incidents.timeline)
+    app.router.add_get("/v1/incidents/{id}/export", incidents.export)
+    app.router.add_post("/v1/incidents/{id}/approve", incidents.approve)
+    app.router.add_post("/v1/incidents/{id}/deny", incidents.deny)
+    app.router.add_post("/v1/incidents/{id}/release", incidents.release)
+    app.router.add_post("/v1/slack/interactions", SlackInteractions(state).interactions)
+    app.router.add_get("/v1/openapi.json", api.openapi)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)
     return app
 
 
-def _bounded_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int | str:
-    """A numeric query parameter, bounded on both sides: plain decimal digits only (no sign,
-    spaces or underscores, which int() would accept), refused with 400 outside [low, high]."""
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
-        return f"{name} must be a whole number from {low} to {high}"
-    return int(text)
-
-
-def _error(status: int, message: str, close: bool = False) -> web.Response:
-    response = web.json_response({"error": message}, status=status)
-    if status == 503:
-        response.headers["Retry-After"] = "5"
-    if close:
-        response.force_close()
-    return response
-
-
-class _Handlers:
-    def __init__(self, state: ServerState) -> None:
-        self.state = state
-        self.denied = _RateLimitedLog()
-
-    # authentication and body ------------------------------------------------------------------
-
-    async def _authenticated_body(self, request: web.Request, source: str) -> bytes | web.Response:
-        auth = self.state.auth
-        verdict = auth.before_body(request.headers)
-        if verdict is not None and not verdict.ok:
-            return self._deny(request, source, verdict)
-        try:
-            length = request.content_length
-            if length is not None and length <= MAX_BODY and request.content.total_bytes >= length:
-                body = await _read_capped(request)  # all of it has arrived: nothing to wait for
-            else:  # asyncio.timeout, not wait_for: no extra task per request
-                async with asyncio.timeout(self.state.body_timeout):
-                    body = await _read_capped(request)
-        except _TooLarge:
-            return self._refuse(request, source, "too_large", 413, f"body larger than {MAX_BODY} bytes")
-        except asyncio.IncompleteReadError:
-            return self._refuse(request, source, "bad_json", 400, "body shorter than its Content-Length")
-        except TimeoutError:
-            return self._refuse(
-                request, source, "slow_body", 408, f"body not received within {self.state.body_timeout:g} s"
-            )
-        except (ConnectionError, aiohttp.ClientConnectionError):
-            # The client left mid-body: nobody to answer. One quiet line (rate-limited), no traceback.
-            self.state.metrics.count_rejected(source, "cut_short")
-            self.denied.info(
-                "cut_short",
-                "%s %s from %s: client left before sending its body",
-                request.method,
-                _path(request),
-                request.remote,
-            )
-            return _error(400, "request cut short", close=True)
-        if verdict is None:
-            verdict = auth.with_body(request.headers, body)
-            if not verdict.ok:
-                return self._deny(request, source, verdict)
-        return body
-
-    def _refuse(
-        self, request: web.Request, source: str, reason: str, status: int, message: str
-    ) -> web.Response:
-        """A 4xx: counted, and one concise log line (what, from where, why; never the payload),
-        at most one a second per kind so that a flood of bad requests cannot flood the log."""
-        self.state.metrics.count_rejected(source, reason)
-        self.denied.warning(
-            f"refused:{reason}",
-            "%s %s from %s refused %d (%s): %s",
-            request.method,
-            _path(request),
-            request.remote,
-            status,
-            reason,
-            message[:300],
-        )
-        return _error(status, message, close=status in (408, 413))
-
-    def _deny(self, request: web.Request, source: str, verdict: Verdict) -> web.Response:
-        self.state.metrics.count_rejected(source, "auth")
-        self.denied.warning(
-            "auth",
-            "%s %s from %s refused: %s",
-            request.method,
-            _path(request),
-            request.remote,
-            verdict.reason,
-        )
-        # The unread body is discarded by closing the connection rather than reading it.
-        return _error(verdict.status, verdict.reason, close=True)
+class _Handlers(Gate):
+    """The alert endpoints and health."""
 
     # alerts -------------------------------------------------------------------------------------
 
@@ -215,10 +96,16 @@ class _Handlers:
     async def _alerts(self, request: web.Request, source: AlertSource) -> web.StreamResponse:
         metrics = self.state.metrics
         if self.state.draining:
-            return _error(503, "shutting down; retry against another replica or later")
+            return error(503, "shutting down; retry against another replica or later")
         body = await self._authenticated_body(request, source)
         if isinstance(body, web.Response):
             return body
+        client: Client | None = request.get("client")
+        if client is None or not client.may("alerts"):
+            name = client.name if client else "unknown"
+            self.state.metrics.count_rejected(source, "forbidden")
+            self.denied.warning("forbidden", "alert from client %s refused 403: no alerts role", name)
+            return error(403, f"client {name!r} may not post alerts: it needs the 'alerts' role")
         try:
             request["decoded"] = decode(body)
             alerts = PARSERS[source](request["decoded"])
@@ -244,7 +131,7 @@ class _Handlers:
         except StoreUnavailable as exc:
             metrics.count_rejected(source, "unavailable")
             log.critical("could not commit %d alert(s) from %s: %s", len(alerts), source, exc)
-            return _error(503, "the alert could not be stored now; retry")
+            return error(503, "the alert could not be stored now; retry")
         for index, decision in enumerate(decisions):
             metrics.count_result(source, decision.result)
             if decision.result == "no_action" and intakes is not None:
@@ -261,7 +148,7 @@ class _Handlers:
                 "refused:rejected_input",
                 "%s %s from %s refused 422 (rejected_input): %s",
                 request.method,
-                _path(request),
+                request_path(request),
                 request.remote,
                 reasons[:300],
             )
@@ -292,150 +179,11 @@ class _Handlers:
             return Intake(alert, route, rejected=f"rejected_input: {exc}")
         return Intake(alert, route, params=params, limit=limit)
 
-    # incidents ----------------------------------------------------------------------------------
-
-    async def _api_auth(self, request: web.Request) -> web.Response | None:
-        """The incident API carries evidence paths and container details: same auth as alerts."""
-        result = await self._authenticated_body(request, "api")
-        if isinstance(result, web.Response):
-            return result
-        request["body"] = result
-        return None
-
-    async def incidents(self, request: web.Request) -> web.StreamResponse:
-        if denied := await self._api_auth(request):
-            return denied
-        limit = _bounded_int(request, "limit", default=50, low=1, high=1000)
-        if isinstance(limit, str):
-            return self._refuse(request, "api", "bad_request", 400, limit)
-        rows = self.state.timeline.incidents(limit=limit)
-        return web.json_response({"incidents": [_incident_json(i) for i in rows]})
-
-    async def incident(self, request: web.Request) -> web.StreamResponse:
-        if denied := await self._api_auth(request):
-            return denied
-        try:
-            incident = self.state.timeline.incident(request.match_info["id"])
-        except UsageError:
-            return _error(404, "no such incident")
-        steps = {sid: status for sid, (status, _) in self.state.timeline.steps(incident.id).items()}
-        tally = tally_mapping(steps).as_dict()
-        return web.json_response({**_incident_json(incident), "steps": steps, "step_tally": tally})
-
-    async def timeline(self, request: web.Request) -> web.StreamResponse:
-        if denied := await self._api_auth(request):
-            return denied
-        incident_id = request.match_info["id"]
-        try:
-            self.state.timeline.incident(incident_id)
-        except UsageError:
-            return _error(404, "no such incident")
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        await response.write(b'{"incident_id": ' + json.dumps(incident_id).encode() + b', "events": [')
-        first = True
-        for seq, ts, kind, step, host, actor, message, data in self.state.timeline.raw_events(incident_id):
-            item = json.dumps(
-                {
-                    "seq": seq,
-                    "ts": ts,
-                    "kind": kind,
-                    "step": step,
-                    "host": host,
-                    "actor": actor,
-                    "message": message,
-                },
-                ensure_ascii=False,
-            )
-            chunk = ("" if first else ",") + item[:-1] + ', "data": ' + data + "}"
-            first = False
-            await response.write(chunk.encode())
-        await response.write(b"]}")
-        await response.write_eof()
-        return response
-
-    async def _decision_auth(self, request: web.Request) -> web.Response | None:
-        """Approve, deny and release change what happens to a container: they always need an
-        authenticated caller. A server started without credentials (allowed on loopback for
-        alerts) would otherwise let any local user approve a stop with a plain curl."""
-        if not self.state.auth.enabled:
-            self.state.metrics.count_rejected("api", "auth")
-            self.denied.warning(
-                "auth",
-                "%s %s from %s refused: no credentials configured",
-                request.method,
-                _path(request),
-                request.remote,
-            )
-            return _error(
-                401,
-                "decisions need an authenticated caller, and this server has no credentials configured: "
-                "set RESPONDER_WEBHOOK_TOKEN_FILE or RESPONDER_WEBHOOK_HMAC_SECRET_FILE, "
-                "or decide on the controller (responder approve)",
-                close=True,
-            )
-        return await self._api_auth(request)
-
-    async def approve(self, request: web.Request) -> web.StreamResponse:
-        if denied := await self._decision_auth(request):
-            return denied
-        incident_id = request.match_info["id"]
-        try:
-            body = decode(request["body"] or b"{}")
-        except BadJSON as exc:
-            return self._refuse(request, "api", "bad_request", 400, str(exc))
-        if not isinstance(body, dict):
-            return self._refuse(
-                request,
-                "api",
-                "bad_request",
-                422,
-                "body must be a JSON object: {step: ID} or {all: true}, with actor and reason",
-            )
-        actor, reason, step, every = (
-            body.get("actor"),
-            body.get("reason", ""),
-            body.get("step"),
-            body.get("all"),
-        )
-        if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
-            return self._refuse(
-                request, "api", "bad_request", 422, "actor (who approves, up to 200 characters) is required"
-            )
-        if not isinstance(reason, str) or len(reason) > 2000:
-            return self._refuse(
-                request, "api", "bad_request", 422, "reason must be a string of at most 2000 characters"
-            )
-        if (step is None) == (every is not True):
-            return self._refuse(
-                request, "api", "bad_request", 422, "give either step (a gated step id) or all: true"
-            )
-        steps = None if every else [str(step)]
-        try:
-            # the gate's one check (Engine.approve, as for `responder approve`), off the event loop
-            chosen = await asyncio.get_running_loop().run_in_executor(
-                None, self._approve, incident_id, steps, f"api:{actor.strip()}", reason
-            )
-        except UsageError:
-            return _error(404, "no such incident")
-        except StateError as exc:
-            return _error(409, str(exc))
-        self.state.pool.run_job({"job": "continue", "incident": incident_id})
-        return web.json_response(
-            {"incident_id": incident_id, "approved": chosen, "status": "resuming"}, status=202
-        )
-
-    def _approve(self, incident_id: str, steps: list[str] | None, actor: str, reason: str) -> list[str]:
-        from responder.service import Service
-
-        assert self.state.settings is not None
-        service = Service(self.state.settings, self.state.catalog, slack=False, on_event=self.state.observe)
-        try:
-            return service.approve(incident_id, steps, actor, reason)
-        finally:
-            service.timeline.close()
-
     # health -------------------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
+        """The API's OpenAPI 3.1 description (responder/server/openapi.json), served as shipped."""
+        return web.Response(body=OPENAPI.read_bytes(), content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -461,40 +209,3 @@ class _Handlers:
         return web.Response(
             text=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"}
         )
-
-
-def _path(request: web.Request) -> str:
-    """The path as the client sent it (still percent-encoded), cut to a length fit for a log."""
-    raw = request.raw_path
-    return raw if len(raw) <= 200 else raw[:200] + "..."
-
-
-async def _read_capped(request: web.Request) -> bytes:
-    """Read the body, refusing at the first byte past MAX_BODY (announced or chunked)."""
-    if request.content_length is not None:
-        if request.content_length > MAX_BODY:
-            raise _TooLarge
-        return await request.content.readexactly(request.content_length)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _incident_json(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "status": str(incident.status),
-        "playbook": incident.playbook,
-        "severity": incident.severity,
-        "created_at": incident.created_at,
-        "updated_at": incident.updated_at,
-        "next_step": incident.next_step,
-        "params": dict(incident.params),
-        "trigger": dict(incident.trigger),
-        "actor": incident.actor,
-    }

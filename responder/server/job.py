@@ -5,6 +5,8 @@
      "job": "alert", "alert_id": 17}                   # run a queued alert
      "job": "alert", "alert_id": 17, "group": [17, 18, 19]}   # a storm's alerts, one incident
      "job": "continue", "incident": "INC-..."}         # carry on after an API approval
+     "job": "release", "incident": "INC-...", "actor": "api:ops", "reason": "...",
+      "container": null}                                # release asked for through the API
 
 The server starts it ahead of time (a warm worker): the locations arrive first, on one line,
 and the job on a second when an alert is claimed; a single JSON document works as well.
@@ -141,6 +143,15 @@ def run(job: dict[str, Any]) -> int:
         service = Service.for_incident(settings, incident)
         try:
             outcome = service.continue_after_approval(incident)
+        finally:
+            service.finish()
+    elif kind == "release":
+        incident = str(job["incident"])
+        service = Service.for_incident(settings, incident)
+        try:
+            outcome = service.release(
+                incident, str(job["actor"]), str(job["reason"]), job.get("container"), job.get("via")
+            )
         finally:
             service.finish()
     else:

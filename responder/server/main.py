@@ -156,6 +156,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     notifier = _notifier(settings)
     if notifier is not None:  # the runs notify for themselves; the server says when an alert resolves
         store.on_event = notifier.observe
+    slack = _slack(settings, catalog, pool, notifier)
     state = ServerState(
         catalog=catalog,
         router=router,
@@ -168,6 +169,7 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
         notice=notifier.notice if notifier is not None else None,
         observe=notifier.observe if notifier is not None else None,
         settings=settings,
+        slack=slack,
     )
     app = build_app(state)
 
@@ -191,6 +193,8 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     sys.setswitchinterval(0.00025)
     pool.start()
     pool.wake()
+    if slack is not None and slack.socket is not None:
+        slack.socket.start()
     try:
         web.run_app(
             app,
@@ -203,6 +207,8 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
             handle_signals=True,
         )
     finally:
+        if slack is not None:
+            slack.close()
         store.close()
         state.timeline.close()
         if notifier is not None:
@@ -220,3 +226,18 @@ def _notifier(settings: Settings) -> Any:
     except ConfigError as exc:
         log.warning("Slack disabled in the server: %s", exc)
         return None
+
+
+def _slack(settings: Settings, catalog: Catalog, pool: WorkerPool, notifier: Any) -> Any:
+    """Decisions from Slack ([slack] interactive), or None. A misconfiguration stops the start:
+    buttons that would answer nothing are worse than a clear error."""
+    from responder.server.slack_interactions import build_slack
+
+    wiring = build_slack(settings, catalog, pool.run_job, notifier.observe if notifier is not None else None)
+    if wiring is not None:
+        log.info(
+            "slack: decisions from buttons%s%s",
+            " at /v1/slack/interactions" if wiring.verifier is not None else "",
+            " and over Socket Mode" if wiring.socket is not None else "",
+        )
+    return wiring

@@ -32,6 +32,10 @@ def test_approval_gate_then_approve(docker: Docker, data_dir: Path) -> None:
     assert "awaiting_approval" in listed and "(next: isolate)" in listed
     wrong = run_cli("approve", incident, "after", *FIXTURE_ARGS, data_dir=data_dir)
     assert wrong.returncode == 2 and "not waiting for approval" in wrong.stderr
+    # #14: whoever started the incident (here the default user@host) cannot approve its gates
+    selfish = run_cli("approve", incident, "isolate", *FIXTURE_ARGS, data_dir=data_dir)
+    assert selfish.returncode == 2 and "cannot approve its gates" in selfish.stderr, selfish.output
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"]  # still connected
     approved = run_cli(
         "approve",
         incident,
@@ -251,3 +255,34 @@ def test_evidence_prune_is_a_dry_run_by_default_never_touches_an_open_incident_a
     verified = run_cli("evidence", "verify", closed, data_dir=data_dir)
     assert verified.returncode == 0 and "PRUNED" in verified.stdout and "0 missing" in verified.stdout
     assert "nothing to prune" in run_cli("evidence", "prune", closed, data_dir=data_dir).stdout
+
+
+def test_a_two_person_step_on_the_cli_waits_for_a_second_person(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    victim = docker.container("twoperson", "--network", docker.network("tp"))
+    playbook = tmp_path / "two-person.yml"
+    playbook.write_text(
+        (FIXTURES / "playbooks" / "gated.yml")
+        .read_text()
+        .replace("name: gated", "name: two-person")
+        .replace("    approval: required\n", "    approval: required\n    approvals: 2\n")
+    )
+    first = run_cli("run", str(playbook), *FIXTURE_ARGS, "-p", f"container={victim}", data_dir=data_dir)
+    assert first.returncode == 10, first.output
+    incident = incident_id(first.stdout)
+    one = run_cli("approve", incident, "isolate", "--as", "alice", *FIXTURE_ARGS, data_dir=data_dir)
+    assert one.returncode == 10 and "1 of 2 approvals (alice); waiting for 1 more person" in one.stdout, (
+        one.output
+    )
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"]  # one person is not enough
+    twice = run_cli("approve", incident, "isolate", "--as", "alice", *FIXTURE_ARGS, data_dir=data_dir)
+    assert twice.returncode == 2 and "alice already approved step isolate" in twice.stderr, twice.output
+    two = run_cli("approve", incident, "isolate", "--as", "bob", *FIXTURE_ARGS, data_dir=data_dir)
+    assert two.returncode == 0, two.output
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
+    db = sqlite3.connect(data_dir / "timeline.db")
+    granted = db.execute(
+        "SELECT actor FROM events WHERE incident_id=? AND kind='approval_granted' ORDER BY seq", (incident,)
+    ).fetchall()
+    assert [g[0] for g in granted] == ["alice", "bob"]

@@ -149,7 +149,7 @@ def test_a_container_gone_mid_incident_fails_only_itself_and_one_container_can_b
     incident = incident_id(started.stdout)
     assert all(_networks(docker, x) == [] for x in (a, b, c))
     docker("rm", "-f", c)
-    approved = run_cli("approve", incident, "--all", data_dir=data_dir)
+    approved = run_cli("approve", incident, "--all", "--as", "lead@oncall", data_dir=data_dir)
     status, data = _step(data_dir, incident, "stop")
     assert status == "partial", approved.output
     entries = {t["container_name"] or cid: t for cid, t in data["outputs"]["localhost"]["targets"].items()}

@@ -24,7 +24,7 @@ import pytest
 from responder.server.auth import HUB_HEADER, sign_hub, sign_timestamped
 from tests.conftest import FIXTURES, Docker, SSHTarget, run_cli
 from tests.unit.test_alert_intake import AM, FALCO
-from tests.webhook_client import HMAC_SECRET, TOKEN, Server
+from tests.webhook_client import ALERTS_TOKEN, APPROVER_TOKEN, HMAC_SECRET, TOKEN, Server
 
 pytestmark = pytest.mark.integration
 FIXTURE_ARGS = ("--playbooks-dir", str(FIXTURES / "webhook"), "--runbooks-dir", str(FIXTURES / "runbooks"))
@@ -608,26 +608,41 @@ def test_auto_runs_stop_at_the_gate_and_the_api_approves(
     assert network in docker.inspect(victim)["NetworkSettings"]["Networks"]  # the gated step has not run
 
     approve = f"/v1/incidents/{incident}/approve"
-    assert server.post(approve, {"step": "isolate", "actor": "alice"}, token=None).status == 401
-    assert server.post(approve, {"step": "logs", "actor": "alice"}).status == 409
-    assert server.post(approve, {"step": "isolate"}).status == 422
+    assert server.post(approve, {"step": "isolate"}, token=None).status == 401
+    # the shared token Alertmanager holds, and an alerts-only client, cannot decide anything
+    for token in (TOKEN, ALERTS_TOKEN):
+        for path, body in (
+            (approve, {"step": "isolate", "reason": "x"}),
+            (f"/v1/incidents/{incident}/deny", {"reason": "x"}),
+            (f"/v1/incidents/{incident}/release", {"reason": "x"}),
+        ):
+            refused = server.post(path, body, token=token)
+            assert refused.status == 403 and "approver" in refused.json()["error"], (path, refused.body)
+    assert server.get(f"/v1/incidents/{incident}", token=ALERTS_TOKEN).status == 403  # not a reader
+    assert server.post(approve, {"step": "logs"}, token=APPROVER_TOKEN).status == 409
+    assert server.post(approve, {}, token=APPROVER_TOKEN).status == 422
     assert (
-        server.post("/v1/incidents/INC-20000101-000000-0000/approve", {"all": True, "actor": "a"}).status
+        server.post(
+            "/v1/incidents/INC-20000101-000000-0000/approve", {"all": True}, token=APPROVER_TOKEN
+        ).status
         == 404
     )
+    assert server.status(incident) == "awaiting_approval"  # nothing of the above changed it
     accepted = server.post(
-        approve, {"step": "isolate", "actor": "alice", "reason": "--all -h shell confirmed"}
+        approve,
+        {"step": "isolate", "actor": "mallory", "reason": "--all -h shell confirmed"},  # actor: ignored
+        token=APPROVER_TOKEN,
     )
-    assert accepted.status == 202 and accepted.json()["approved"] == ["isolate"]
+    assert accepted.status == 202 and accepted.json()["approved"] == ["isolate"], accepted.body
+    assert accepted.json()["actor"] == "api:ops"
     assert server.wait_status(incident, {"succeeded", "failed"}) == "succeeded"
     assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
     events = server.get(f"/v1/incidents/{incident}/timeline").json()["events"]
     granted = [e for e in events if e["kind"] == "approval_granted"]
-    assert granted and granted[0]["actor"] == "api:alice"
+    assert [e["actor"] for e in granted] == ["api:ops"]  # the token's identity, not the body's
+    assert "mallory" not in json.dumps(events)
     assert granted[0]["data"]["reason"] == "--all -h shell confirmed"  # data, never an option
-    assert (
-        server.post(approve, {"step": "isolate", "actor": "alice"}).status == 409
-    )  # nothing left to approve
+    assert server.post(approve, {"step": "isolate"}, token=APPROVER_TOKEN).status == 409  # nothing left
 
 
 def test_cli_and_webhook_never_contain_the_same_container_at_once(

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import hmac
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from responder.catalog import Catalog, load_catalog
-from responder.errors import PlaybookError
+from responder.errors import ConfigError, PlaybookError
 from responder.intake import alerts as alerts_mod
 from responder.intake.alerts import BadJSON, ShapeError, alertmanager_warnings, decode, parse_alertmanager
 from responder.intake.routing import RejectedInput, Router, resolve_pointer
@@ -528,8 +529,77 @@ def test_timestamped_signature_and_replay_window() -> None:
     assert auth.with_body(moved, BODY).status == 401
 
 
-def test_no_auth_configured_lets_everything_in() -> None:
-    assert Auth().before_body({}) == auth_mod.OK
+def test_no_auth_configured_lets_alerts_and_reads_in_but_never_a_decision() -> None:
+    verdict = Auth().before_body({})
+    assert verdict is not None and verdict.ok and verdict.client is auth_mod.ANONYMOUS
+    assert verdict.client.may("alerts") and verdict.client.may("reader")
+    assert not verdict.client.may("approver")
+
+
+def test_each_client_is_known_by_its_own_credential_and_holds_only_its_roles(tmp_path: Path) -> None:
+    (tmp_path / "am").write_text("alertmanager-token-0123456789\n")
+    (tmp_path / "ops").write_text("ops-token-0123456789abcdef\n")
+    (tmp_path / "sig").write_text("hmac-secret-of-falcosidekick-01\n")
+    auth = load_auth(
+        {"RESPONDER_WEBHOOK_TOKEN": "shared-legacy-token-01234"},
+        clients=[
+            {"name": "alertmanager", "roles": ["alerts"], "token_file": str(tmp_path / "am")},
+            {"name": "ops", "roles": ["approver", "reader"], "token_file": str(tmp_path / "ops")},
+            {"name": "sidekick", "roles": ["alerts"], "hmac_secret_file": str(tmp_path / "sig")},
+        ],
+    )
+
+    def client_of(token: str) -> auth_mod.Client | None:
+        verdict = auth.before_body({"Authorization": f"Bearer {token}"})
+        assert verdict is not None
+        return verdict.client if verdict.ok else None
+
+    am, ops, legacy = (
+        client_of("alertmanager-token-0123456789"),
+        client_of("ops-token-0123456789abcdef"),
+        client_of("shared-legacy-token-01234"),
+    )
+    assert am is not None and am.name == "alertmanager" and am.roles == {"alerts"}
+    assert ops is not None and ops.name == "ops" and ops.may("approver") and not ops.may("alerts")
+    assert legacy is not None and legacy.name == "webhook" and not legacy.may("approver")
+    assert client_of("ops-token-0123456789abcdeX") is None
+    body = b'{"rule": "x"}'
+    signed = auth.with_body({auth_mod.HUB_HEADER: sign_hub(b"hmac-secret-of-falcosidekick-01", body)}, body)
+    assert signed.ok and signed.client is not None and signed.client.name == "sidekick"
+    assert "ops-token" not in repr(auth) and "ops" in repr(auth)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "bad name!", "roles": ["alerts"]}, "letters, digits"),
+        ({"name": "x", "roles": ["admin"]}, "roles must be a non-empty list of alerts, approver, reader"),
+        ({"name": "x", "roles": []}, "roles must be"),
+        ({"name": "x", "roles": ["alerts"]}, "needs token_file or hmac_secret_file"),
+        ({"name": "x", "roles": ["alerts"], "token_file": "{tok}", "tokn": 1}, "unknown key(s) tokn"),
+    ],
+)
+def test_a_misconfigured_client_is_a_clear_error(tmp_path: Path, entry: dict[str, Any], message: str) -> None:
+    (tmp_path / "tok").write_text("a-client-token-0123456789\n")
+    entry = {k: (v.format(tok=tmp_path / "tok") if isinstance(v, str) else v) for k, v in entry.items()}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_auth({}, clients=[entry])
+
+
+def test_two_clients_never_share_a_secret_or_a_name(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("a-client-token-0123456789\n")
+    same = {"roles": ["alerts"], "token_file": str(tmp_path / "tok")}
+    with pytest.raises(ConfigError, match="share a secret"):
+        load_auth({}, clients=[{"name": "a", **same}, {"name": "b", **same}])
+    (tmp_path / "tok2").write_text("another-client-token-012345\n")
+    with pytest.raises(ConfigError, match="names must be distinct"):
+        load_auth(
+            {},
+            clients=[
+                {"name": "a", **same},
+                {"name": "a", "roles": ["reader"], "token_file": str(tmp_path / "tok2")},
+            ],
+        )
 
 
 def test_secrets_come_from_files_and_environment(tmp_path: Path) -> None:

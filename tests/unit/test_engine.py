@@ -10,7 +10,7 @@ import pytest
 
 from responder.catalog import load_catalog
 from responder.engine import Engine, RunRequest
-from responder.errors import StateError
+from responder.errors import PlaybookError, StateError
 from responder.execution.events import HostResult, RunnerEvent, StepOutcome, StepResult
 from responder.execution.runner import Batch, BatchResult, CancelToken
 from responder.params import SecretValues, resolve
@@ -225,7 +225,8 @@ def test_two_approvers_at_once_resume_it_only_once(tmp_path: Path) -> None:
     outcome = engine.start(request(catalog, "gated", container="web"))
     other = Engine(engine.settings, catalog, Timeline(engine.settings.database), executor)
     engine.approve(outcome.incident_id, ["isolate"], "alice")
-    other.approve(outcome.incident_id, ["isolate"], "bob")
+    with pytest.raises(StateError, match="already approved by alice"):  # one decision, not two
+        other.approve(outcome.incident_id, ["isolate"], "bob")
     results: list[object] = []
     barrier = threading.Barrier(2)
 
@@ -256,3 +257,64 @@ def test_deny_and_approve_at_once_cannot_both_happen(tmp_path: Path) -> None:
     with pytest.raises(StateError, match=r"running, not awaiting approval|someone else"):
         engine.deny(outcome.incident_id, "bob", "no")
     assert engine.timeline.incident(outcome.incident_id).status is IncidentStatus.RUNNING  # not denied
+
+
+def test_nobody_approves_a_gate_of_an_incident_they_started(tmp_path: Path) -> None:
+    from responder.errors import ApprovalRefused
+
+    engine, _executor, catalog = setup(tmp_path)
+    outcome = engine.start(request(catalog, "gated", container="web"))  # started by "tester"
+    with pytest.raises(ApprovalRefused, match=r"tester started incident .* someone else must approve"):
+        engine.approve(outcome.incident_id, ["isolate"], "tester")
+    assert not [e for e in engine.timeline.events(outcome.incident_id) if e.kind == "approval_granted"]
+    engine.approve(outcome.incident_id, ["isolate"], "boss")
+    assert engine.resume(outcome.incident_id, SecretValues({})).status is IncidentStatus.SUCCEEDED
+
+
+def _waiting(engine: Engine, incident_id: str) -> Any:
+    from responder.approvals import waiting
+
+    incident = engine.timeline.incident(incident_id)
+    return waiting(engine.timeline, incident, engine.playbook_for(incident))
+
+
+def test_a_two_person_gate_needs_two_different_people(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from responder.errors import ApprovalRefused
+    from responder.playbook.model import Approval
+
+    engine, executor, catalog = setup(tmp_path)
+    base = request(catalog, "gated", container="web")
+    steps = tuple(
+        replace(s, approvals=2) if s.approval is Approval.REQUIRED else s for s in base.playbook.steps
+    )
+    outcome = engine.start(replace(base, playbook=replace(base.playbook, steps=steps)))
+    engine.playbook_for = lambda incident, check_hash=True: replace(base.playbook, steps=steps)  # type: ignore[method-assign]
+    engine.approve(outcome.incident_id, ["isolate"], "alice", "seen it")
+    gate = _waiting(engine, outcome.incident_id)
+    assert gate is not None and (gate.approvers, gate.needed, gate.missing) == (("alice",), 2, 1)
+    with pytest.raises(ApprovalRefused, match="alice already approved step isolate"):
+        engine.approve(outcome.incident_id, ["isolate"], "alice")
+    engine.approve(outcome.incident_id, ["isolate"], "bob")
+    assert _waiting(engine, outcome.incident_id) is None
+    granted = [e for e in engine.timeline.events(outcome.incident_id) if e.kind == "approval_granted"]
+    assert [(e.actor, e.data["approval"], e.data["of"]) for e in granted] == [("alice", 1, 2), ("bob", 2, 2)]
+    assert "(1 of 2)" in granted[0].message
+    assert engine.resume(outcome.incident_id, SecretValues({})).status is IncidentStatus.SUCCEEDED
+    assert [[s.step_id for s in b.steps] for b in executor.batches] == [["logs"], ["isolate"], ["after"]]
+
+
+def test_approvals_without_a_gate_is_a_clear_playbook_error(tmp_path: Path) -> None:
+    _engine, _executor, catalog = setup(tmp_path)
+    path = tmp_path / "p.yml"
+    path.write_text(
+        "name: p\ndescription: d\nseverity: low\nparams:\n  container: {type: string}\nsteps:\n"
+        "  - id: isolate\n    action: isolate_network\n    approvals: 2\n"
+        "    with: {container: '{{ params.container }}'}\n"
+    )
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, catalog)
+    (problem,) = info.value.problems
+    assert problem.line == 9 and "this step has no gate" in problem.message
+    assert "add `approval: required`" in problem.hint
