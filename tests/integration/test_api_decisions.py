@@ -124,7 +124,12 @@ def test_release_and_export_through_the_api(server: Server, docker: Docker) -> N
         "SELECT actor FROM events WHERE incident_id=? AND kind='incident_released'", incident
     )[0]
     assert actor == "api:ops"
-    for fmt, marker in (("md", "# Incident "), ("html", "<!DOCTYPE html>"), ("csv", "incident_id,seq,"), ("jsonl", "{")):
+    for fmt, marker in (
+        ("md", "# Incident "),
+        ("html", "<!DOCTYPE html>"),
+        ("csv", "incident_id,seq,"),
+        ("jsonl", "{"),
+    ):
         reply = server.request(
             "GET",
             f"/v1/incidents/{incident}/export?format={fmt}",
