@@ -329,3 +329,40 @@ def test_socket_mode_delivers_a_press_and_the_incident_resumes(
             assert actor == f"slack:{ALICE}"
         finally:
             server.stop()
+
+
+def test_release_from_slack_asks_why_then_reconnects_the_container(setup: Setup, docker: Docker) -> None:
+    incident, victim, network = _paused(setup, docker)
+    ts, root = _root(setup, incident)
+    assert (
+        _press(
+            setup.server, button(ALICE, "responder_approve", _value_of(root, "responder_approve"), ts)
+        ).status
+        == 200
+    )
+    assert setup.server.wait_status(incident, {"succeeded", "failed"}) == "succeeded"
+    assert docker.inspect(victim)["NetworkSettings"]["Networks"] == {}
+    _ts, done = _root(setup, incident, wanted="responder_release")  # the run is over: release offered
+    assert (
+        _press(
+            setup.server, button(BOB, "responder_release", _value_of(done, "responder_release"), ts)
+        ).status
+        == 200
+    )
+    deadline = time.monotonic() + 15
+    while not setup.slack.state.views and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (opened,) = setup.slack.state.views
+    assert opened["view"]["callback_id"] == "responder_release"
+    assert _press(setup.server, submission(BOB, opened["view"], "forensics cleared it")).status == 200
+    assert setup.server.wait_status(incident, {"released"}) == "released"
+    assert network in docker.inspect(victim)["NetworkSettings"]["Networks"]
+    (data,) = setup.server.query(
+        "SELECT data FROM events WHERE incident_id=? AND kind='release_requested'", incident
+    )[0]
+    assert (
+        json.loads(data)["via"]["slack_user_id"] == BOB
+        and json.loads(data)["reason"] == "forensics cleared it"
+    )
+    _ts, after = _root(setup, incident, wanted=f"Released by <@{BOB}>")
+    assert "responder_release" not in json.dumps(after)
