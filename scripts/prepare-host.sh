@@ -10,6 +10,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+# Containers on the host's network (or another container's) are isolated with nftables.
+command -v nft >/dev/null || need_pkgs+=(nftables)
 # The systemd unit is checked with systemd-analyze verify; the TLS test makes its certificate.
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v openssl >/dev/null || need_pkgs+=(openssl)

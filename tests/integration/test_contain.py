@@ -170,43 +170,6 @@ def test_isolating_twice_is_a_noop(docker: Docker, data_dir: Path) -> None:
     assert json.loads(outputs)["already_isolated"] is True
 
 
-def test_host_network_is_refused_with_alternatives(docker: Docker, data_dir: Path) -> None:
-    hostnet = docker.container("hostnet", "--network", "host")
-    result = run_cli(
-        "run",
-        "isolate-container",
-        "-p",
-        f"container={hostnet}",
-        "-p",
-        "preserve_logs=false",
-        data_dir=data_dir,
-    )
-    assert result.returncode == 3
-    assert "host's network namespace" in result.stdout and "stop_container" in result.stdout
-    assert docker.inspect(hostnet)["State"]["Running"]
-
-
-def test_shared_namespace_names_the_owner(docker: Docker, data_dir: Path) -> None:
-    owner = docker.container("owner", "--network", docker.network("o"))
-    sidecar = docker.container("sidecar", "--network", f"container:{owner}")
-    result = run_cli(
-        "run",
-        "isolate-container",
-        "-p",
-        f"container={sidecar}",
-        "-p",
-        "preserve_logs=false",
-        data_dir=data_dir,
-    )
-    assert result.returncode == 3
-    owner_id = docker.inspect(owner)["Id"]
-    assert (
-        owner in result.stdout
-        and owner_id in result.stdout
-        and "Isolate that namespace owner" in result.stdout
-    )
-
-
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [

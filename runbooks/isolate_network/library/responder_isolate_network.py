@@ -1,6 +1,10 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Isolate a container: record every network, disconnect from all, verify none is left."""
+"""Isolate a container: record every network, disconnect from all, verify none is left.
+
+A container in the host's network namespace (--network host) or another container's
+(--network container:X) has no network of its own to disconnect: its traffic is dropped by
+cgroup-matched nftables rules instead (module_utils/responder_firewall), and checked from inside."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,6 +20,9 @@ options:
     required: true
 """
 
+import os
+
+from ansible.module_utils import responder_firewall as firewall
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import Docker, DockerError, claim_for_run, summary
 from ansible.module_utils.responder_targets import run_for_targets
@@ -41,29 +48,101 @@ def published(data):
     return {port: bindings for port, bindings in ports.items() if bindings}
 
 
-def refuse_shared_namespace(docker, data):
+def shared_namespace(docker, data):
+    """For --network host or container:X, where its traffic flows and who else is there:
+    (namespace label, owner data or None, names of the containers sharing the namespace)."""
     mode = (data.get("HostConfig") or {}).get("NetworkMode") or ""
-    name = (data.get("Name") or "").lstrip("/")
     if mode == "host":
-        return (
-            "container %s (%s) runs in the host's network namespace (--network host): Docker cannot "
-            "disconnect it, and cutting that namespace would cut the host. Alternatives: stop it with "
-            "stop_container, or block its traffic with a host firewall rule that matches its cgroup "
-            "(iptables -m cgroup in OUTPUT)." % (name, data["Id"][:12])
+        return "the host's network namespace", None, []
+    if not mode.startswith("container:"):
+        return None
+    try:
+        owner = docker.inspect(mode[len("container:") :])
+    except DockerError as exc:
+        raise DockerError(
+            "it shares the network namespace of %s, which cannot be inspected: %s" % (mode, exc)
         )
-    if mode.startswith("container:"):
-        owner_ref = mode[len("container:") :]
-        try:
-            owner = docker.inspect(owner_ref)
-            owner_text = "%s (%s)" % ((owner.get("Name") or "").lstrip("/"), owner["Id"])
-        except DockerError:
-            owner_text = owner_ref
-        return (
-            "container %s (%s) has no network of its own: it shares the network namespace of container "
-            "%s. Isolate that namespace owner instead (this cuts every container sharing it), or stop "
-            "this container with stop_container." % (name, data["Id"][:12], owner_text)
+    sharing = []
+    for item in docker.api_get("/containers/json?all=1") or []:
+        other = (item.get("HostConfig") or {}).get("NetworkMode") or ""
+        if other == "container:" + owner["Id"] and item.get("Id") != data["Id"]:
+            sharing.append(((item.get("Names") or ["?"])[0]).lstrip("/"))
+    label = "the network namespace of container %s (%s)" % (
+        (owner.get("Name") or "").lstrip("/"),
+        owner["Id"][:12],
+    )
+    return label, owner, sorted(sharing)
+
+
+def firewall_isolate(module, docker, data, output, shared):
+    """Drop its traffic by cgroup with nftables, in the namespace it uses; verify from inside."""
+    label, owner, sharing = shared
+    cid = data["Id"]
+    name = (data.get("Name") or "").lstrip("/")
+    pid = int((data.get("State") or {}).get("Pid") or 0)
+    owner_id = owner["Id"] if owner else None
+    spared = (
+        ["the host's own processes"]
+        if owner is None
+        else ["%s (%s)" % ((owner.get("Name") or "").lstrip("/"), owner_id[:12]), *sharing]
+    )
+    table = firewall.table_name(os.environ.get("RESPONDER_INCIDENT", ""), cid)
+    output.update(
+        networks=[],
+        published_ports={},
+        already_isolated=False,
+        network_namespace=label,
+        namespace_owner=owner_id,
+        sharing_namespace=sharing,
+        firewall={"table": table, "namespace_owner": owner_id or ""},
+    )
+    if not pid:
+        module.fail_json(
+            msg="container %s (%s) is not running: it has no traffic to cut now, and a start would bring "
+            "it back on %s. Stop it (stop_container) to keep it down." % (name, cid[:12], label),
+            reason="not_running",
+            output=output,
         )
-    return None
+    try:
+        nft_path, level, cgroup_dir = firewall.container_cgroup(pid)
+    except (firewall.FirewallUnavailable, OSError) as exc:
+        module.fail_json(
+            msg="container %s (%s) runs in %s, which Docker cannot disconnect, and cgroup-matched firewall "
+            "rules cannot be used here: %s. Instead: pause it (pause_container) or stop it (stop_container)."
+            % (name, cid[:12], label, exc),
+            reason="unsupported_network_mode",
+            output=output,
+        )
+    output["firewall"].update(cgroup=nft_path, level=level)
+    if module.check_mode:
+        output["would_change"] = (
+            "drop every packet to and from its processes with nftables table inet %s in %s; %s keep "
+            "their network" % (table, label, ", ".join(spared))
+        )
+        module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
+    try:
+        before = firewall.probe(pid, cgroup_dir)
+        already = before[0] == "blocked" and firewall.exists(pid, table)
+        if not already:
+            firewall.apply(pid, table, firewall.ruleset(table, nft_path, level, cid, name))
+        after = firewall.probe(pid, cgroup_dir)
+    except firewall.FirewallUnavailable as exc:
+        module.fail_json(
+            msg="firewall isolation of %s failed: %s" % (cid[:12], exc),
+            reason="verification_failed",
+            output=output,
+        )
+    output["firewall"].update(before=before[1], after=after[1], spared=spared)
+    output["verified"] = after[0] == "blocked"
+    output["already_isolated"] = already
+    if not output["verified"]:
+        module.fail_json(
+            msg="isolation not verified: a connection from inside the container's cgroup still got %s"
+            % after[1],
+            reason="verification_failed",
+            output=output,
+        )
+    module.exit_json(changed=not already, output=output, ansible_facts={"responder_output": output})
 
 
 def act(module, docker, ref):
@@ -74,10 +153,14 @@ def act(module, docker, ref):
         module.fail_json(msg=str(exc), reason=exc.reason)
     cid = data["Id"]
     facts = summary(data)
-    refusal = refuse_shared_namespace(docker, data)
-    if refusal:
-        module.fail_json(msg=refusal, reason="unsupported_network_mode", container=facts)
+    try:
+        shared = shared_namespace(docker, data)
+    except DockerError as exc:
+        module.fail_json(msg=str(exc), reason="unsupported_network_mode", container=facts)
     claimed_from = claim_for_run(module, data)
+    if shared is not None:
+        output = dict(facts, claimed_from=claimed_from) if claimed_from else dict(facts)
+        firewall_isolate(module, docker, data, output, shared)
 
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     records = [network_record(name, cfg) for name, cfg in sorted(networks.items())]

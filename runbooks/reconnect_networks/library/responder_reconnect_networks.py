@@ -12,11 +12,14 @@ short_description: Undo network isolation
 options:
   container: {description: Container ID., type: str, required: true}
   networks: {description: Recorded networks., type: list, elements: dict, required: true}
+  firewall: {description: The firewall record of a cgroup-matched isolation., type: dict, default: {}}
 """
 
 import ipaddress
+import os
 import re
 
+from ansible.module_utils import responder_firewall as firewall
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.responder_docker import Docker, DockerError, RejectedInput
 
@@ -41,15 +44,49 @@ def checked(record):
     return name, aliases, addresses
 
 
+def remove_firewall(module, docker, record):
+    """Undo a cgroup-matched isolation (--network host or container:X): delete its table in the
+    namespace it was made in. A namespace that is gone took its rules with it."""
+    table = str(record.get("table") or "")
+    owner = str(record.get("namespace_owner") or "")
+    if not firewall.TABLE.match(table) or (owner and not re.match(r"^[0-9a-f]{64}$", owner)):
+        module.fail_json(msg="recorded firewall table %r is malformed" % table, reason="rejected_input")
+    pid = os.getpid()  # the host's namespace
+    if owner:
+        try:
+            pid = int((docker.inspect(owner).get("State") or {}).get("Pid") or 0)
+        except DockerError:
+            pid = 0
+    output = {"firewall_table": table, "container_id": module.params["container"]}
+    if not pid:
+        output["note"] = "the network namespace is gone, and its rules with it"
+        module.exit_json(changed=False, output=output, ansible_facts={"responder_output": output})
+    if module.check_mode:
+        present = firewall.exists(pid, table)
+        output["would_change"] = "delete nftables table inet %s" % table if present else "nothing: no table"
+        module.exit_json(changed=present, output=output, ansible_facts={"responder_output": output})
+    try:
+        removed = firewall.delete(pid, table)
+    except (firewall.FirewallUnavailable, OSError) as exc:
+        module.fail_json(msg=str(exc), reason="verification_failed", output=output)
+    if firewall.exists(pid, table):
+        module.fail_json(msg="table %s is still there" % table, reason="verification_failed", output=output)
+    output["removed"] = removed
+    module.exit_json(changed=removed, output=output, ansible_facts={"responder_output": output})
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             container=dict(type="str", required=True),
             networks=dict(type="list", elements="dict", required=True),
+            firewall=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
     docker = Docker()
+    if (module.params["firewall"] or {}).get("table"):
+        remove_firewall(module, docker, module.params["firewall"])
     try:
         data = docker.resolve(module.params["container"])
         cid = data["Id"]
