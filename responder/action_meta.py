@@ -37,7 +37,7 @@ from responder.errors import ConfigError, Problem
 from responder.vocabulary import EventKind
 
 _TOP = {"changes", "undo", "requires", "outputs", "example", "target_output", "timeline", "containment"}
-_UNDO = {"description", "action", "with", "gather"}
+_UNDO = {"description", "action", "with", "gather", "when_output"}
 _EVENT = {"kind", "message", "fields"}
 _KIND = re.compile(r"^[a-z][a-z0-9_]{2,39}$")
 _FIELD_REF = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
@@ -101,6 +101,7 @@ class ActionMeta:
     undo_action: str | None = None
     undo_with: Mapping[str, Any] = field(default_factory=dict)
     undo_gather: Mapping[str, str] = field(default_factory=dict)
+    undo_when: str | None = None  # the undo applies only where this output is set (a held service)
     requires: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
@@ -170,6 +171,16 @@ def _check(doc: strict_yaml.Document) -> tuple[ActionMeta, list[Problem]]:
     if not isinstance(outputs, dict):
         problems.append(doc.problem(("outputs",), "outputs maps each output name to what it holds"))
         outputs = {}
+    when_output = undo.get("when_output")
+    if when_output is not None and (not isinstance(when_output, str) or when_output not in outputs):
+        problems.append(
+            doc.problem(
+                ("undo", "when_output"),
+                f"undo.when_output must name one of this role's outputs, got {when_output!r}",
+                f"outputs: {', '.join(outputs) or 'none declared'}",
+            )
+        )
+        when_output = None
     requires = data.get("requires") or []
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         problems.append(doc.problem(("requires",), "requires is a list of names, e.g. [docker]"))
@@ -195,6 +206,7 @@ def _check(doc: strict_yaml.Document) -> tuple[ActionMeta, list[Problem]]:
         undo_action=undo.get("action"),
         undo_with=dict(undo.get("with") or {}),
         undo_gather=dict(gather),
+        undo_when=when_output,
         requires=tuple(requires),
         outputs={str(k): _text(v) for k, v in outputs.items()},
         example=dict(data.get("example") or {}),

@@ -47,6 +47,7 @@ class Action:
     # List outputs that undo gathers from every attempt of the step, not only the last, keyed by
     # an item field: a retried isolation sees only the networks an earlier attempt did not cut.
     undo_gather: Mapping[str, str] = field(default_factory=dict)
+    undo_when: str | None = None  # undo only where this output was recorded (responder.yml undo.when_output)
     requires: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
@@ -158,6 +159,7 @@ def _load_action(role_dir: Path) -> Action:
         undo_action=meta.undo_action,
         undo_with=meta.undo_with,
         undo_gather=meta.undo_gather,
+        undo_when=meta.undo_when,
         requires=meta.requires,
         outputs=meta.outputs,
         example=meta.example,

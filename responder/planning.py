@@ -296,6 +296,8 @@ def undo_plan(
                 raise StateError(f"host name {host!r} recorded for step {step.id} cannot be targeted")
             if only_container and not _names_container(recorded, only_container):
                 continue
+            if action.undo_when and not recorded.get(action.undo_when):
+                continue  # this one changed nothing that release gives back
             context = {
                 "outputs": recorded,
                 "params": dict(target.params),

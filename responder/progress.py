@@ -215,6 +215,14 @@ def print_dry_run(
                     w(
                         f"       restart policy: {out_data.get('restart_policy')}   --rm: {out_data.get('auto_remove')}\n"
                     )
+            owner = out_data.get("owner")
+            if isinstance(owner, dict) and owner.get("description"):
+                after = (owner.get("after") or {}).get(step.action)
+                w(
+                    f"       owner: {owner['description']}"
+                    + (f": after this step, {after}" if after else "")
+                    + "\n"
+                )
             if out_data.get("would_change"):
                 from responder.engine import DRY_RUN_INCIDENT
 

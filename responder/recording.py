@@ -218,7 +218,8 @@ class Recorder:
             data["outputs"] = dict(host_outputs)
         meta = self.catalog.get(action) if action else None
         if meta is not None and (meta.containment or meta.undo_action) and outcome in _IN_EFFECT:
-            data["in_effect"] = {"changes": meta.changes, "undo": meta.undo if meta.undo_action else ""}
+            undoable = meta.undo_action and (not meta.undo_when or _any_set(host_outputs, meta.undo_when))
+            data["in_effect"] = {"changes": meta.changes, "undo": meta.undo if undoable else ""}
         self.event(incident_id, EventKind.STEP_FINISHED, text, step=step_id, data=data)
 
     def collect(self, incident_id: str, step: Step, result: StepResult) -> None:
@@ -401,3 +402,10 @@ class Recorder:
         incident = self.timeline.incident(incident_id)
         steps = {sid: status for sid, (status, _) in self.timeline.steps(incident_id).items()}
         return RunOutcome(incident_id, incident.status, steps, awaiting)
+
+
+def _any_set(host_outputs: Mapping[str, Any] | None, name: str) -> bool:
+    """Whether any host's output (any container's, in a fleet) records `name`."""
+    return any(
+        output.get(name) for result in (host_outputs or {}).values() for output in per_container(result)
+    )

@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ class Auth:
         """Whether any credential is configured."""
         return bool(self.tokens or self.hmac_secrets or self.clients)
 
-    @property
+    @cached_property
     def all_clients(self) -> tuple[Client, ...]:
         """Every client, the legacy shared credentials as `webhook` first."""
         legacy = (
@@ -107,8 +108,12 @@ class Auth:
         )
         return legacy + self.clients
 
+    @cached_property
+    def _token_candidates(self) -> list[tuple[Client, tuple[bytes, ...]]]:
+        return [(c, c.tokens) for c in self.all_clients if c.tokens]
+
     def _with_tokens(self) -> bool:
-        return any(c.tokens for c in self.all_clients)
+        return bool(self._token_candidates)
 
     def _with_hmac(self) -> bool:
         return any(c.hmac_secrets for c in self.all_clients)
@@ -123,7 +128,7 @@ class Auth:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token:
                 return Verdict(False, 401, "Authorization must be 'Bearer <token>'")
-            client = _match(token.strip().encode(), [(c, c.tokens) for c in self.all_clients])
+            client = _match(token.strip().encode(), self._token_candidates)
             return Verdict(True, client=client) if client else Verdict(False, 401, "invalid token")
         if self._with_hmac() and (HUB_HEADER in headers or SIGNATURE_HEADER in headers):
             return None

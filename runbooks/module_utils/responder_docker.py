@@ -513,8 +513,67 @@ def validate_reference(ref):
         raise RejectedInput("%r is not a container ID or name (names match [a-zA-Z0-9][a-zA-Z0-9_.-]*)" % ref)
 
 
+def owner_of(data):
+    """Who brings this container back if it stops, and what that owner does after each action:
+    a Swarm service (replaces a stopped task), a Compose project (`docker compose up` recreates a
+    removed or stopped service container), a systemd unit (Podman's Quadlet/`podman generate
+    systemd` label), or its own restart policy. None when nothing would. Only the owner's name is
+    read from the labels, never their other values."""
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    policy = ((data.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    if labels.get("com.docker.swarm.service.id"):
+        service = labels.get("com.docker.swarm.service.name") or labels["com.docker.swarm.service.id"][:12]
+        name = "Swarm service %s (task %s)" % (service, labels.get("com.docker.swarm.task.name") or "?")
+        return {
+            "kind": "swarm",
+            "service": service,
+            "service_id": labels["com.docker.swarm.service.id"],
+            "description": name,
+            "after": {
+                "isolate_network": "the task keeps running, isolated; Swarm does not replace it",
+                "pause_container": "Swarm leaves a paused task alone",
+                "stop_container": "Swarm starts a replacement task from the same image, on the service's "
+                "networks and not isolated, within seconds, unless the step holds the service (hold_orchestrator)",
+            },
+        }
+    if labels.get("com.docker.compose.project"):
+        name = "Compose project %s, service %s" % (
+            labels["com.docker.compose.project"],
+            labels.get("com.docker.compose.service") or "?",
+        )
+        return {
+            "kind": "compose",
+            "project": labels["com.docker.compose.project"],
+            "service": labels.get("com.docker.compose.service") or "",
+            "description": name,
+            "after": {
+                "isolate_network": "a `docker compose up` of the project would reconnect or recreate it",
+                "stop_container": "dockerd no longer restarts it (restart policy set to no); a `docker compose up` "
+                "of the project would start it again or recreate it from the same image",
+            },
+        }
+    if labels.get("PODMAN_SYSTEMD_UNIT"):
+        unit = labels["PODMAN_SYSTEMD_UNIT"]
+        return {
+            "kind": "systemd",
+            "unit": unit,
+            "description": "systemd unit %s" % unit,
+            "after": {"stop_container": "systemd restarts the unit unless the unit itself is stopped"},
+        }
+    if policy in ("always", "unless-stopped", "on-failure"):
+        return {
+            "kind": "restart_policy",
+            "description": "its restart policy (%s)" % policy,
+            "after": {
+                "stop_container": "the restart policy is set to no first, so dockerd does not start it again"
+            },
+        }
+    return None
+
+
 def summary(data):
-    """The container facts the plan and the timeline show; never Env or labels."""
+    """The container facts the plan and the timeline show; never Env or labels (only the name of
+    an orchestrator that owns it: owner_of)."""
     host_config = data.get("HostConfig") or {}
     restart = host_config.get("RestartPolicy") or {}
     settings = data.get("NetworkSettings") or {}
@@ -531,6 +590,7 @@ def summary(data):
         "restart_policy": restart.get("Name") or "no",
         "auto_remove": bool(host_config.get("AutoRemove")),
         "log_driver": (host_config.get("LogConfig") or {}).get("Type"),
+        "owner": owner_of(data),
     }
 
 

@@ -229,3 +229,120 @@ def test_rm_containers_are_not_stopped_without_evidence(
     assert result.returncode == 3, result.output
     assert "--rm" in result.stdout and "pause and isolate" in result.stdout
     assert docker.inspect(victim)["State"]["Running"]
+
+
+def test_the_dry_run_names_the_owner_that_would_bring_a_container_back(
+    swarm: None, docker: Docker, data_dir: Path
+) -> None:
+    """#16: a Swarm task and a Compose service container: the plan says who owns each and what
+    that owner does after each step (Swarm replaces a stopped task; Compose recreates)."""
+    service = f"owned-{uuid.uuid4().hex[:6]}"
+    docker("service", "create", "--detach=false", "--quiet", "--no-resolve-image", "--name", service,
+           "responder-test/busybox:latest", "sleep", "3600")  # fmt: skip
+    try:
+        (task,) = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").split()
+        planned = run_cli(
+            "run", "contain-container", "-p", f"container={task}", "--dry-run", data_dir=data_dir
+        )
+        assert planned.returncode == 0, planned.output
+        text = planned.stdout
+        assert f"owner: Swarm service {service} (task {service}.1." in text
+        assert "after this step, the task keeps running, isolated; Swarm does not replace it" in text
+        assert "after this step, Swarm starts a replacement task from the same image" in text
+    finally:
+        docker("service", "rm", service, check=False)
+    shop = docker.container(
+        "shop", "--restart", "always", "--label", "com.docker.compose.project=shop",
+        "--label", "com.docker.compose.service=web",
+    )  # fmt: skip
+    planned = run_cli("run", "contain-container", "-p", f"container={shop}", "--dry-run", data_dir=data_dir)
+    assert planned.returncode == 0, planned.output
+    assert (
+        "owner: Compose project shop, service web: after this step, dockerd no longer restarts it"
+        in planned.stdout
+    )
+
+
+def _replicas(docker: Docker, service: str) -> int:
+    return int(docker("service", "inspect", service, "--format", "{{.Spec.Mode.Replicated.Replicas}}"))
+
+
+def _running_tasks(docker: Docker, service: str) -> list[str]:
+    return docker(
+        "ps", "-q", "--no-trunc", "--filter", f"label=com.docker.swarm.service.name={service}"
+    ).split()
+
+
+def test_a_swarm_task_is_stopped_with_no_replacement_and_release_gives_the_service_back(
+    swarm: None, docker: Docker, data_dir: Path
+) -> None:
+    """#16: stopping a Swarm task would make Swarm start a replacement from the same image, on
+    the service's networks, not isolated. contain-container holds the service (placed on no
+    node) behind the stop gate; the task's container stays for evidence; release lets it run."""
+    tag = uuid.uuid4().hex[:6]
+    secret, service = f"svc_secret_{tag}", f"held-{tag}"
+    subprocess.run(["docker", "secret", "create", secret, "-"], input=b"v1", check=True, capture_output=True)
+    docker("service", "create", "--detach=false", "--quiet", "--no-resolve-image", "--name", service,
+           "--replicas", "2", "--secret", f"source={secret},target=app_secret",
+           "responder-test/busybox:latest", "sleep", "3600")  # fmt: skip
+    try:
+        task = _running_tasks(docker, service)[0]
+        result = run_cli(
+            "run", "contain-container", "-p", f"container={task}", "--approve", "all",
+            "--as", "lead@oncall", data_dir=data_dir, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.output
+        incident = next(w for w in result.stdout.split() if w.startswith("INC-"))
+        constraints = docker(
+            "service", "inspect", service, "--format", "{{json .Spec.TaskTemplate.Placement.Constraints}}"
+        )
+        assert f"node.labels.responder_hold=={incident.replace('-', '_')}" in constraints
+        time.sleep(12)  # Swarm replaces a stopped task within seconds: nothing may appear
+        assert _running_tasks(docker, service) == [], "a replacement task is running uncontained"
+        kept = docker.inspect(task)
+        assert (
+            kept["State"]["Status"] == "exited" and kept["NetworkSettings"]["Networks"] == {}
+        )  # kept, cut off
+        db = sqlite3.connect(data_dir / "timeline.db")
+        (outputs,) = db.execute(
+            "SELECT outputs FROM steps WHERE incident_id=? AND step_id='stop'", (incident,)
+        ).fetchone()
+        held = json.loads(outputs)["held_service"]
+        assert held["service_name"] == service and held["replicas"] == 2 and held["verified"] is True
+        review = run_cli("export", incident, "-f", "md", data_dir=data_dir).stdout
+        assert "Take the hold off the Swarm service it held" in review  # what release will give back
+        released = run_cli(
+            "release", incident, "--reason", "image rebuilt and scanned", data_dir=data_dir, timeout=600
+        )
+        assert released.returncode == 0, released.output
+        assert _replicas(docker, service) == 2
+        assert "responder_hold" not in docker(
+            "service", "inspect", service, "--format", "{{json .Spec.TaskTemplate.Placement.Constraints}}"
+        )
+        deadline = time.monotonic() + 90
+        while len([t for t in _running_tasks(docker, service) if t != task]) < 2:
+            assert time.monotonic() < deadline, "the service did not come back to 2 running tasks"
+            time.sleep(1)
+    finally:
+        docker("service", "rm", service, check=False)
+        time.sleep(2)
+        subprocess.run(["docker", "secret", "rm", secret], capture_output=True)
+
+
+def test_a_compose_container_with_a_restart_policy_stays_down(docker: Docker, data_dir: Path) -> None:
+    """#16: dockerd would restart it (restart policy always); the plan says Compose owns it; after
+    containment it stays stopped, restarts off, and nothing starts in its place."""
+    shop = docker.container(
+        "shopweb", "--restart", "always", "--label", "com.docker.compose.project=shop",
+        "--label", "com.docker.compose.service=web",
+    )  # fmt: skip
+    result = run_cli(
+        "run", "contain-container", "-p", f"container={shop}", "--approve", "all", "--as", "lead@oncall",
+        data_dir=data_dir, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.output
+    time.sleep(3)
+    info = docker.inspect(shop)
+    assert info["State"]["Status"] == "exited" and info["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    running = docker("ps", "-q", "--filter", "label=com.docker.compose.project=shop").split()
+    assert running == []

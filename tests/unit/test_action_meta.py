@@ -115,3 +115,18 @@ def test_a_new_roles_declared_output_lands_on_the_timeline(tmp_path: Path) -> No
         "indicator miner at /usr/bin/xmrig",
     ]
     assert all("secret" not in e.data and e.data["host"] == "localhost" for e in found)
+
+
+def test_undo_when_output_must_name_an_output(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from responder.action_meta import load_meta
+    from responder.errors import ConfigError
+
+    path = tmp_path / "responder.yml"
+    path.write_text(
+        "changes: it holds\nundo:\n  description: gives back\n  action: restore_service\n  when_output: held\n"
+        "outputs:\n  container_id: the container\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"undo\.when_output must name one of this role's outputs, got 'held'"
+    ):
+        load_meta(path)

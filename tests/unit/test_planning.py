@@ -107,3 +107,23 @@ def test_earlier_incidents_are_those_whose_claims_were_taken_over() -> None:
         "stop": [{"h1": {"claimed_from": "INC-20261201-000000-aaaa"}}],
     }
     assert earlier_incidents(attempts) == ["INC-20261201-000000-aaaa"]
+
+
+def test_an_undo_with_when_output_applies_only_where_that_output_was_recorded() -> None:
+    """stop_container is undone only where it held a Swarm service (undo.when_output)."""
+    isolate = Step("isolate", "isolate_network", {"container": "x"})
+    stop = Step("stop", "stop_container", {"container": "x"})
+    held = {"service_id": "s" * 25, "service_name": "web", "replicas": 3}
+    attempts = {
+        "isolate": _attempts(["front"]),
+        "stop": [{"h1": {"container_id": CID, "held_service": held}, "h2": {"container_id": "d" * 64}}],
+    }
+    target = ReleaseTarget("INC-20261201-000000-abcd", "pb", "pb.yml", {})
+    plan = undo_plan(
+        target, playbook(isolate, stop), {"isolate": "succeeded", "stop": "succeeded"}, attempts, CATALOG
+    )
+    assert [(p.step.id, p.step.action, p.step.hosts) for p in plan] == [
+        ("undo_stop_0", "restore_service", "h1"),  # h2 held nothing: nothing to give back there
+        ("undo_isolate_0", "reconnect_networks", "h1"),
+    ]
+    assert plan[0].args == {"held_service": held}

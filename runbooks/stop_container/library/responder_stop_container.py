@@ -13,6 +13,7 @@ options:
   container: {description: Container name or ID prefix., type: str, required: true}
   timeout: {description: Seconds before SIGKILL., type: int, default: 10}
   kill: {description: SIGKILL at once., type: bool, default: false}
+  hold_orchestrator: {description: Hold a Swarm task's service (placed on no node) first., type: bool, default: false}
   evidence_root: {description: Absolute evidence directory on this host., type: str, required: true}
   incident: {description: Incident ID., type: str, required: true}
 """
@@ -30,6 +31,7 @@ from ansible.module_utils.responder_docker import (
     exit_cleanly_on_termination,
     summary,
 )
+from ansible.module_utils.responder_swarm import hold as swarm_hold
 from ansible.module_utils.responder_targets import run_for_targets
 
 
@@ -84,8 +86,15 @@ def act(module, docker, ref):
             reason="refused_autoremove",
             output=output,
         )
+    owner = facts.get("owner") or {}
+    swarm = owner.get("kind") == "swarm"
     if module.check_mode:
         steps = [] if have_logs else ["capture logs and inspect"]
+        if swarm and p["hold_orchestrator"]:
+            steps.append(
+                "hold Swarm service %s first (placed on no node), so it starts no replacement"
+                % owner["service"]
+            )
         if facts["restart_policy"] != "no":
             steps.append("set restart policy %s -> no" % facts["restart_policy"])
         if running:
@@ -108,6 +117,22 @@ def act(module, docker, ref):
             )
             output["captured_now"] = [item["kind"] for item in output["evidence"]]
             no_logs = "logs" not in output["captured_now"]
+        if swarm and p["hold_orchestrator"]:
+            # before the stop: a stopped task is replaced by a new one, from the same image, not isolated
+            output["held_service"] = swarm_hold(docker, owner["service_id"], p["incident"])
+            if not output["held_service"]["verified"]:
+                module.fail_json(
+                    msg="Swarm service %s is held but tasks still run: %s"
+                    % (owner["service"], ", ".join(c[:12] for c in output["held_service"]["still_running"])),
+                    reason="verification_failed",
+                    output=output,
+                )
+            running = bool((docker.inspect(cid).get("State") or {}).get("Running"))
+        elif swarm:
+            output.setdefault("warnings", []).append(
+                "Swarm service %s will start a replacement task for this one (hold_orchestrator is off)"
+                % owner["service"]
+            )
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
             docker.disable_restart(cid)
@@ -155,6 +180,7 @@ def main():
             container=dict(type="raw", required=True),
             timeout=dict(type="int", default=10),
             kill=dict(type="bool", default=False),
+            hold_orchestrator=dict(type="bool", default=False),
             evidence_root=dict(type="str", required=True),
             incident=dict(type="str", required=True),
         ),
