@@ -239,7 +239,7 @@ class Recorder:
                             message,
                             step=step.id,
                             host=host,
-                            data={**fields, "host": host},
+                            data={**fields, "host": host, "declared_by": step.action},
                         )
                 items = outputs.get("evidence")
                 for item in items if isinstance(items, list) else []:

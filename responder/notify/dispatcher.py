@@ -135,7 +135,7 @@ class SlackNotifier:
 
     def observe(self, event: Event) -> None:
         """Queue an event for Slack if it is one Slack is told about (never blocks)."""
-        if event.kind in _WATCHED:
+        if event.kind in _WATCHED or event.data.get("declared_by"):
             self.queue.put_nowait(event)
 
     def notice(self, key: str, text: str) -> None:
@@ -208,7 +208,7 @@ class SlackNotifier:
             EventKind.APPROVAL_REFUSED,
             EventKind.INCIDENT_RESUMED,
             EventKind.INCIDENT_RELEASED,
-        ):
+        ) or event.data.get("declared_by"):  # a role's own events: a secret rotated, a service held
             self._deliver(iid, plain_reply(iid, event))
         elif event.kind == EventKind.INTAKE_WARNING:
             self._deliver(iid, plain_reply(iid, event, prefix=":warning: "))

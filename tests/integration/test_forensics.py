@@ -309,6 +309,10 @@ def test_a_swarm_task_is_stopped_with_no_replacement_and_release_gives_the_servi
         ).fetchone()
         held = json.loads(outputs)["held_service"]
         assert held["service_name"] == service and held["replicas"] == 2 and held["verified"] is True
+        (said,) = db.execute(
+            "SELECT message FROM events WHERE incident_id=? AND kind='service_held'", (incident,)
+        ).fetchone()  # the timeline (and Slack, with its thread) says what now runs: nothing of it
+        assert f"Swarm service {service} held" in said and "none of its tasks runs until release" in said
         review = run_cli("export", incident, "-f", "md", data_dir=data_dir).stdout
         assert "Take the hold off the Swarm service it held" in review  # what release will give back
         released = run_cli(

@@ -291,3 +291,24 @@ def test_a_resolved_alert_is_told_in_the_thread_and_undoes_nothing(tmp_path: Pat
     assert reply.thread_ts == root.ts
     assert "Alert resolved; container still contained" in json.dumps(reply.blocks)
     assert tl.incident(IID).status is IncidentStatus.RUNNING  # nothing was undone
+
+
+def test_what_a_role_declares_reaches_the_thread_and_other_unknown_kinds_do_not(tmp_path: Path) -> None:
+    """A role's own events (meta/responder.yml timeline:, e.g. service_held, secret_rotated) are
+    told in the thread, escaped; events of kinds nobody watches stay on the timeline only."""
+    with SlackServer() as slack:
+        tl = Timeline(tmp_path / "t.db")
+        incident(tl)
+        notifier = bot(slack, tmp_path / "t.db")
+        feed(
+            tl,
+            notifier,
+            ("incident_opened", "opened", {}),
+            ("service_held", f"Swarm service web held: {EVIL}", {"declared_by": "stop_container"}),
+            ("batch_started", "batch 2", {}),
+        )
+        assert notifier.close(10) == 0
+    root, *replies = slack.state.messages
+    assert len(replies) == 1 and replies[0].thread_ts == root.ts
+    assert "Swarm service web held" in replies[0].text and "<!channel>" not in replies[0].text
+    assert "&lt;!channel&gt;" in replies[0].text
