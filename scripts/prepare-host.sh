@@ -12,6 +12,8 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 # Containers on the host's network (or another container's) are isolated with nftables.
 command -v nft >/dev/null || need_pkgs+=(nftables)
+# The Podman tests drive Debian's podman through its Docker-compatible API socket.
+command -v podman >/dev/null || need_pkgs+=(podman)
 # The systemd unit is checked with systemd-analyze verify; the TLS test makes its certificate.
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v openssl >/dev/null || need_pkgs+=(openssl)

@@ -158,6 +158,12 @@ def _api_message(body):
         return text.strip()
 
 
+def _runtime(server):
+    """Which engine answers the Docker API: Podman's compatible service names itself."""
+    names = [str(c.get("Name") or "") for c in server.get("Components") or [] if isinstance(c, dict)]
+    return "podman" if any(n.startswith("Podman") for n in names) else "docker"
+
+
 class Docker(object):
     """Docker on this host: the Engine API on the local socket, or else the docker CLI.
 
@@ -276,6 +282,7 @@ class Docker(object):
             if self.use_api:
                 server = self.api_get("/version")
                 return {
+                    "runtime": _runtime(server),
                     "client": None,
                     "server": server.get("Version"),
                     "api": server.get("ApiVersion"),
@@ -284,6 +291,7 @@ class Docker(object):
             data = json.loads(self.run(["version", "--format", "{{json .}}"]))
             server = data.get("Server") or {}
             return {
+                "runtime": _runtime(server),
                 "client": (data.get("Client") or {}).get("Version"),
                 "server": server.get("Version"),
                 "api": server.get("ApiVersion"),

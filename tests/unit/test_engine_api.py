@@ -107,11 +107,19 @@ def test_a_connection_dropped_mid_answer_is_unavailable(fake_dockerd: FakeDocker
 def test_versions_say_how_docker_was_reached(fake_dockerd: FakeDockerd) -> None:
     docker = fake_dockerd(respond("200 OK", b'{"Version":"20.10.24","ApiVersion":"1.41"}'))
     assert docker.version() == {
+        "runtime": "docker",
         "client": None,
         "server": "20.10.24",
         "api": "1.41",
         "via": f"Engine API on {docker.socket}",
     }
+
+
+def test_versions_name_podman_when_its_compatible_api_answers(fake_dockerd: FakeDockerd) -> None:
+    body = (
+        b'{"Version":"4.3.1","ApiVersion":"1.41","Components":[{"Name":"Podman Engine","Version":"4.3.1"}]}'
+    )
+    assert fake_dockerd(respond("200 OK", body)).version()["runtime"] == "podman"
 
 
 def test_demultiplexer_keeps_the_order_across_any_chunking() -> None:

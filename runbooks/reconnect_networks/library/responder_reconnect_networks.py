@@ -31,7 +31,9 @@ def checked(record):
     """Recorded data comes back through the timeline: check it before it becomes argv."""
     name = record.get("name") or ""
     network_id = record.get("network_id") or ""
-    if not NETWORK_NAME.match(name) or (network_id and not re.match(r"^[0-9a-f]{12,64}$", network_id)):
+    # Docker records a hex ID; Podman's Docker-compatible API reports the network's name as its ID.
+    valid_id = not network_id or re.match(r"^[0-9a-f]{12,64}$", network_id) or network_id == name
+    if not NETWORK_NAME.match(name) or not valid_id:
         raise RejectedInput("recorded network %r is malformed" % name)
     aliases = [a for a in record.get("aliases") or [] if isinstance(a, str) and ALIAS.match(a)]
     addresses = {}

@@ -39,6 +39,29 @@ def captured(directory, cid, suffix):
     return bool(glob.glob(os.path.join(directory, "%s-*-%s" % (cid[:12], suffix))))
 
 
+def keep_restart_off(docker, cid, output):
+    """Set the restart policy to no. Podman's Docker-compatible API cannot change it on an
+    existing container (no POST /containers/{id}/update before Podman 5): there, a stop asked
+    through the API is a user stop, which Podman does not undo, and only its boot-time
+    podman-restart.service would start it again; the step says so instead of failing.
+    Returns True when the policy was left as it is on purpose."""
+    try:
+        docker.disable_restart(cid)
+        return False
+    except DockerError as exc:
+        if "not found" not in str(exc).lower() or (docker.version() or {}).get("runtime") != "podman":
+            raise
+    output.setdefault("warnings", []).append(
+        "Podman cannot change the restart policy of an existing container through its Docker API; "
+        "it stays %s. Podman does not restart a container stopped on request, but at boot "
+        "podman-restart.service starts containers whose policy is always: run `podman update "
+        "--restart no %s` where Podman supports it, or keep that service from starting it"
+        % (output.get("restart_policy"), cid[:12])
+    )
+    output["restart_policy_kept"] = True
+    return True
+
+
 def act(module, docker, ref):
     """Act on one container (`ref`); ends with module.exit_json or module.fail_json."""
     p = module.params
@@ -102,6 +125,7 @@ def act(module, docker, ref):
         output["would_change"] = ", ".join(steps) or "nothing: already stopped, restarts already off"
         module.exit_json(changed=bool(steps), output=output, ansible_facts={"responder_output": output})
 
+    policy_kept = False
     try:
         if not have_logs:
             warnings = output.setdefault("warnings", [])
@@ -135,7 +159,7 @@ def act(module, docker, ref):
             )
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
-            docker.disable_restart(cid)
+            policy_kept = keep_restart_off(docker, cid, output)
         if running and p["kill"]:
             docker.kill(cid)
         elif running:
@@ -161,14 +185,15 @@ def act(module, docker, ref):
     output["restart_policy"] = restart
     # `created`: it never ran, and was not started by us either
     stopped = state.get("Status") == "exited" or (not running and state.get("Status") == "created")
-    if not stopped or restart != "no":
+    if not stopped or (restart != "no" and not policy_kept):
         module.fail_json(
             msg="stop not verified: status %s, restart policy %s" % (state.get("Status"), restart),
             reason="verification_failed",
             output=output,
         )
-    output["verified"] = "exists, %s, restart policy no, %s" % (
+    output["verified"] = "exists, %s, restart policy %s, %s" % (
         state.get("Status"),
+        "no" if restart == "no" else "%s (Podman: see warnings)" % restart,
         "no logs to read (log driver %s)" % facts["log_driver"] if no_logs else "logs readable",
     )
     module.exit_json(changed=changed, output=output, ansible_facts={"responder_output": output})
