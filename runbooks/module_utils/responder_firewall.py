@@ -43,8 +43,8 @@ def table_name(incident, cid):
     return name
 
 
-def _cgroup2_mount():
-    with open("/proc/self/mountinfo") as handle:
+def _cgroup2_mount(proc="/proc"):
+    with open(os.path.join(proc, "self", "mountinfo")) as handle:
         for line in handle:
             fields = line.split()
             if " - cgroup2 " in line and len(fields) > 4:
@@ -52,27 +52,28 @@ def _cgroup2_mount():
     return None
 
 
-def container_cgroup(pid):
-    """(path for nft, level) of the cgroup v2 the container's init process is in."""
-    nft = shutil.which("nft")
+def container_cgroup(pid, proc="/proc", which=shutil.which, cgroup_root="/sys/fs/cgroup"):
+    """(path for nft, level, directory) of the cgroup v2 the container's init process is in;
+    FirewallUnavailable naming what this host lacks."""
+    nft = which("nft")
     if not nft:
         raise FirewallUnavailable("nftables (the nft command) is not installed on this host")
-    mount = _cgroup2_mount()
+    mount = _cgroup2_mount(proc)
     if not mount:
         raise FirewallUnavailable("no cgroup v2 hierarchy is mounted on this host (cgroup v1 only)")
-    with open("/proc/%d/cgroup" % pid) as handle:
+    with open(os.path.join(proc, str(pid), "cgroup")) as handle:
         unified = [line.split(":", 2)[2].strip() for line in handle if line.startswith("0::")]
     if not unified or unified[0] in ("", "/"):
         raise FirewallUnavailable("the container has no cgroup v2 of its own (cgroup v1 only)")
     path = unified[0].strip("/")
     # nft resolves the path under /sys/fs/cgroup: a hybrid host mounts v2 at /sys/fs/cgroup/unified
-    base = os.path.relpath(mount, "/sys/fs/cgroup")
+    base = os.path.relpath(mount, cgroup_root)
     if base.startswith(".."):
         raise FirewallUnavailable(
             "cgroup v2 is mounted at %s, outside /sys/fs/cgroup, where nft looks" % mount
         )
     nft_path = path if base == "." else "%s/%s" % (base, path)
-    if not os.path.isdir(os.path.join("/sys/fs/cgroup", nft_path)):
+    if not os.path.isdir(os.path.join(cgroup_root, nft_path)):
         raise FirewallUnavailable("the container's cgroup %s is not where nft would look" % nft_path)
     return nft_path, len(path.split("/")), os.path.join(mount, path)
 
