@@ -348,9 +348,12 @@ def test_target_gone_mid_playbook(docker: Docker, data_dir: Path, tmp_path: Path
         if not (data_dir / "timeline.db").exists():
             return False
         with contextlib.closing(sqlite3.connect(data_dir / "timeline.db", timeout=10)) as db:
-            return bool(
-                db.execute("SELECT 1 FROM steps WHERE step_id='logs' AND status='succeeded'").fetchone()
-            )
+            try:
+                return bool(
+                    db.execute("SELECT 1 FROM steps WHERE step_id='logs' AND status='succeeded'").fetchone()
+                )
+            except sqlite3.OperationalError:  # the file is there, its schema not yet: keep waiting
+                return False
 
     deadline = time.monotonic() + 60
     while not logs_done() and time.monotonic() < deadline:
