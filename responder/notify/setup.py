@@ -18,17 +18,22 @@ if TYPE_CHECKING:  # the notifier (threads, slack-sdk) is imported only when Sla
     from responder.notify.dispatcher import SlackNotifier
 
 
-def _secret(
+def read_secret(
     env_name: str, file_key: str, slack: Mapping[str, object], environ: Mapping[str, str]
 ) -> str | None:
+    """A Slack secret from the environment (`NAME`, or a file named by `NAME_FILE`) or from the
+    file `[slack].<file_key>` names; None when none is set. Never from the command line."""
     if environ.get(env_name):
         return environ[env_name].strip()
-    path = slack.get(file_key)
-    if path:
-        try:
-            return Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"[slack].{file_key} {path}: {exc.strerror}") from exc
+    for where, path in (
+        (f"${env_name}_FILE", environ.get(env_name + "_FILE")),
+        (f"[slack].{file_key}", slack.get(file_key)),
+    ):
+        if path:
+            try:
+                return Path(str(path)).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{where} {path}: {exc.strerror}") from exc
     return None
 
 
@@ -48,7 +53,7 @@ def build_notifier(
     )
     timeout = float(str(slack.get("timeout", 10)))
     if mode == "bot":
-        token = _secret("SLACK_BOT_TOKEN", "token_file", slack, env)
+        token = read_secret("SLACK_BOT_TOKEN", "token_file", slack, env)
         if not token:
             return None
         if not channel:
@@ -63,7 +68,7 @@ def build_notifier(
         interactive = slack.get("interactive") is True
         return SlackNotifier(transport, channel, settings.database, token, interactive=interactive)
     if mode == "webhook":
-        url = _secret("SLACK_WEBHOOK_URL", "webhook_url_file", slack, env)
+        url = read_secret("SLACK_WEBHOOK_URL", "webhook_url_file", slack, env)
         if not url:
             return None
         from responder.notify.dispatcher import SlackNotifier

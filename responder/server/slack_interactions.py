@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,6 +26,7 @@ from aiohttp import web
 from responder.catalog import Catalog
 from responder.errors import ConfigError
 from responder.intake.alerts import ShapeError
+from responder.notify.setup import read_secret
 from responder.server.http_common import Gate, error, request_path
 from responder.server.slack_actions import ApproverPolicy, SlackDecider, answer, parse
 from responder.settings import Settings
@@ -99,18 +99,6 @@ class SlackInteractions(Gate):
         return error(401, why, close=True)
 
 
-def _secret(environ: Mapping[str, str], env_name: str, path: Any, what: str) -> str | None:
-    if environ.get(env_name):
-        return environ[env_name].strip()
-    for candidate in (environ.get(env_name + "_FILE"), path):
-        if candidate:
-            try:
-                return Path(str(candidate)).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read the Slack {what} file {candidate}: {exc.strerror}") from exc
-    return None
-
-
 def build_slack(
     settings: Settings,
     catalog: Catalog,
@@ -123,11 +111,11 @@ def build_slack(
     slack = settings.slack
     if slack.get("interactive") is not True:
         return None
-    bot = _secret(env, "SLACK_BOT_TOKEN", slack.get("token_file"), "bot token")
+    bot = read_secret("SLACK_BOT_TOKEN", "token_file", slack, env)
     if not bot:
         raise ConfigError("[slack] interactive needs the bot token (SLACK_BOT_TOKEN or [slack] token_file)")
-    signing = _secret(env, "SLACK_SIGNING_SECRET", slack.get("signing_secret_file"), "signing secret")
-    app_token = _secret(env, "SLACK_APP_TOKEN", slack.get("app_token_file"), "app-level token")
+    signing = read_secret("SLACK_SIGNING_SECRET", "signing_secret_file", slack, env)
+    app_token = read_secret("SLACK_APP_TOKEN", "app_token_file", slack, env)
     socket_mode = slack.get("socket_mode") is True
     if socket_mode and not app_token:
         raise ConfigError(

@@ -52,3 +52,29 @@ def test_misconfiguration_is_reported(tmp_path: Path) -> None:
         build_notifier(settings(tmp_path, mode="carrier-pigeon"), environ={})
     with pytest.raises(ConfigError, match="token_file"):
         build_notifier(settings(tmp_path, channel="#ir", token_file=str(tmp_path / "missing")), environ={})
+
+
+def test_a_slack_secret_comes_from_the_environment_a_file_it_names_or_the_config(tmp_path: Path) -> None:
+    """One reader for every Slack secret (bot token, webhook URL, signing secret, app token)."""
+    from responder.notify.setup import read_secret
+
+    (tmp_path / "from-env-file").write_text("secret-b\n")
+    (tmp_path / "from-config").write_text("secret-c\n")
+    config = {"signing_secret_file": str(tmp_path / "from-config")}
+    assert (
+        read_secret(
+            "SLACK_SIGNING_SECRET", "signing_secret_file", config, {"SLACK_SIGNING_SECRET": "secret-a"}
+        )
+        == "secret-a"
+    )
+    env_file = {"SLACK_SIGNING_SECRET_FILE": str(tmp_path / "from-env-file")}
+    assert read_secret("SLACK_SIGNING_SECRET", "signing_secret_file", config, env_file) == "secret-b"
+    assert read_secret("SLACK_SIGNING_SECRET", "signing_secret_file", config, {}) == "secret-c"
+    assert read_secret("SLACK_SIGNING_SECRET", "signing_secret_file", {}, {}) is None
+    with pytest.raises(ConfigError, match=r"\[slack\].signing_secret_file .*missing"):
+        read_secret(
+            "SLACK_SIGNING_SECRET",
+            "signing_secret_file",
+            {"signing_secret_file": str(tmp_path / "missing")},
+            {},
+        )
