@@ -74,6 +74,12 @@ if [ "${RESPONDER_WITH_IMAGE:-0}" = 1 ]; then
     tar -C "$rootfs" -c . | docker import - responder-test/debian-python:bookworm >/dev/null
     rm -rf "$rootfs"
   fi
+  # A Podman host in a box (systemd, journald, podman.socket, sshd) for the Podman-over-SSH tests.
+  if ! docker image inspect responder-test/podman-host:bookworm >/dev/null 2>&1; then
+    echo "== building responder-test/podman-host:bookworm"
+    docker build -q -t responder-test/podman-host:bookworm tests/fixtures/podman-host >/var/log/responder-podman-host.log 2>&1 \
+      || { echo "podman host image build failed; see /var/log/responder-podman-host.log"; exit 1; }
+  fi
   if [ ! -f .cache/wheelhouse/.complete ]; then
     echo "== gathering dependency wheels for the offline image build"
     rm -rf .cache/wheelhouse

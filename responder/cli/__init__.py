@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from responder.errors import PlaybookError, ResponderError
 
     try:
-        return int(_commands()[args.command](args))
+        code = int(_commands()[args.command](args))
+        sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
+        return code
     except PlaybookError as exc:
         for problem in exc.problems:
             print(problem.render(), file=sys.stderr)

@@ -122,18 +122,48 @@ class _UnixHTTPConnection(HTTPConnection if HTTPConnection else object):
         self.sock = sock
 
 
-def _api_socket(default_socket):
+# Rootful Podman's Docker-compatible API socket (podman.socket), where Debian, Fedora and RHEL
+# put it. A host with this and no dockerd is a Podman host: detected without any inventory
+# variable.
+PODMAN_SOCKET = "/run/podman/podman.sock"
+
+
+def _api_socket(default_socket, podman_socket=PODMAN_SOCKET):
     """The Unix socket the docker CLI would talk to, if it would talk to one on this host:
     DOCKER_HOST=unix://PATH (a second daemon, rootless Docker, Podman's Docker-compatible
-    socket), else the default socket when no other context is selected. None: use the CLI
-    (ssh://, tcp://, a context), which knows how to reach it."""
+    socket), else the default socket when no other context is selected, else (no dockerd
+    socket at all) rootful Podman's socket. None: use the CLI (ssh://, tcp://, a context),
+    which knows how to reach it."""
     host = os.environ.get("DOCKER_HOST") or ""
     if host:
         path = host[len("unix://") :] if host.startswith("unix://") else ""
         if path.startswith("/") and os.environ.get("DOCKER_CONTEXT") in (None, "", "default"):
             return path if os.path.exists(path) else None
         return None
-    return default_socket if _cli_uses_local_socket(default_socket) else None
+    if _cli_uses_local_socket(default_socket):
+        return default_socket
+    no_dockerd = not os.path.exists(default_socket) and os.environ.get("DOCKER_CONTEXT") in (
+        None,
+        "",
+        "default",
+    )
+    return podman_socket if no_dockerd and os.path.exists(podman_socket) else None
+
+
+def _cli_binary(binary):
+    """`docker`, or on a host that has only Podman's CLI, `podman` (it takes the same argv for
+    everything responder asks of the CLI)."""
+    if binary != "docker" or _which(binary) or not _which("podman"):
+        return binary
+    return "podman"
+
+
+def _which(name):
+    for directory in (os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin").split(os.pathsep):
+        candidate = os.path.join(directory, name)
+        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def _cli_uses_local_socket(socket_path):
@@ -176,7 +206,7 @@ class Docker(object):
     SOCKET = "/var/run/docker.sock"
 
     def __init__(self, binary="docker", timeout=None):
-        self.binary = binary
+        self.binary = _cli_binary(binary)
         self.timeout = timeout or call_timeout()
         self.socket = _api_socket(self.SOCKET)
         self.use_api = HTTPConnection is not None and self.socket is not None
@@ -566,7 +596,13 @@ def owner_of(data):
             "kind": "systemd",
             "unit": unit,
             "description": "systemd unit %s" % unit,
-            "after": {"stop_container": "systemd restarts the unit unless the unit itself is stopped"},
+            "after": {
+                "isolate_network": "the container keeps running, isolated; a restart of the unit would "
+                "start a fresh one from the same image, not isolated",
+                "pause_container": "systemd leaves a paused container alone",
+                "stop_container": "a container stopped under its unit is replaced by systemd, so the step "
+                "stops the unit itself and holds it (a start condition that never holds) until release",
+            },
         }
     if policy in ("always", "unless-stopped", "on-failure"):
         return {

@@ -59,6 +59,7 @@ def hold(docker, service_id, incident, wait=60.0):
     constraint = HOLD_LABEL + re.sub(r"[^A-Za-z0-9_]", "_", incident or "manual")
     update = spec.setdefault("UpdateConfig", {})
     record = {
+        "kind": "swarm",
         "service_id": service["ID"],
         "service_name": name,
         "mode": "replicated" if "Replicated" in (spec.get("Mode") or {}) else "global",
@@ -75,6 +76,10 @@ def hold(docker, service_id, incident, wait=60.0):
         time.sleep(0.5)
     record["still_running"] = running_tasks(docker, service["ID"])
     record["verified"] = not record["still_running"]
+    record["summary"] = (
+        "Swarm service %s held (%s): none of its tasks runs until release, and their containers are kept"
+        % (name, constraint)
+    )
     return record
 
 

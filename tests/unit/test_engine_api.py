@@ -250,3 +250,46 @@ def test_a_unix_docker_host_is_spoken_to_through_the_api(
             assert rd._api_socket("/var/run/docker.sock") is None
     finally:
         listener.close()
+
+
+def test_a_host_with_podmans_socket_and_no_dockerd_is_detected_as_podman(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#16: no inventory variable needed on a Podman host. Without DOCKER_HOST or another
+    context, dockerd's socket wins where it exists; where it does not, Podman's rootful socket
+    is used; a host with neither falls back to the CLI, which says what is missing."""
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    dockerd, podman = tmp_path / "docker.sock", tmp_path / "podman.sock"
+    listeners = []
+    try:
+        for path in (dockerd, podman):
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listeners.append(listener)
+        assert rd._api_socket(str(dockerd), str(podman)) == str(dockerd)
+        assert rd._api_socket(str(tmp_path / "no-dockerd.sock"), str(podman)) == str(podman)
+        assert rd._api_socket(str(tmp_path / "no-dockerd.sock"), str(tmp_path / "no-podman.sock")) is None
+        monkeypatch.setenv("DOCKER_CONTEXT", "remote")  # a context chosen on purpose is the CLI's
+        assert rd._api_socket(str(tmp_path / "no-dockerd.sock"), str(podman)) is None
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def test_the_cli_is_podmans_where_only_podman_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert rd._cli_binary("docker") == "docker"  # neither: the error names docker
+    podman = bin_dir / "podman"
+    podman.write_text("#!/bin/sh\n")
+    podman.chmod(0o755)
+    assert rd._cli_binary("docker") == "podman"
+    docker = bin_dir / "docker"
+    docker.write_text("#!/bin/sh\n")
+    docker.chmod(0o755)
+    assert rd._cli_binary("docker") == "docker"

@@ -94,8 +94,24 @@ def main():
         cid = data["Id"]
         current = set(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys())
         plan = [checked(r) for r in module.params["networks"]]
-    except (DockerError, ValueError) as exc:
-        module.fail_json(msg=str(exc), reason=getattr(exc, "reason", "rejected_input"))
+    except DockerError as exc:
+        if exc.reason != "target_gone":
+            module.fail_json(msg=str(exc), reason=exc.reason)
+        # Removed since it was isolated (--rm on stop, its systemd unit, an operator): there is
+        # nothing left to reconnect, which is not a failure of the release. Said, not hidden.
+        ref = module.params["container"]
+        output = {
+            "container_id": ref,
+            "reconnected": [],
+            "gone": True,
+            "warnings": [
+                "container %s no longer exists on this host (removed since it was isolated); nothing to "
+                "reconnect" % ref[:12]
+            ],
+        }
+        module.exit_json(changed=False, output=output, ansible_facts={"responder_output": output})
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), reason="rejected_input")
     todo = [item for item in plan if item[0] not in current]
     output = {"container_id": cid, "reconnected": [], "already_connected": sorted(current)}
     if module.check_mode:

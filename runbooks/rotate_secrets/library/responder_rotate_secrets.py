@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Rotate secrets: swarm secrets (versioned), secret files, or a site command. Values never leave
-this process except to where they belong."""
+"""Rotate secrets: swarm secrets (versioned), Podman secrets, secret files, or a site command.
+Values never leave this process except to where they belong."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,8 +11,8 @@ DOCUMENTATION = r"""
 module: responder_rotate_secrets
 short_description: Rotate secrets without ever reporting a value
 options:
-  backend: {description: swarm, file or command., type: str, required: true, choices: [swarm, file, command]}
-  secrets: {description: Swarm secret names., type: list, elements: str, default: []}
+  backend: {description: swarm, podman, file or command., type: str, required: true, choices: [swarm, podman, file, command]}
+  secrets: {description: Swarm or Podman secret names., type: list, elements: str, default: []}
   files: {description: Secret file paths., type: list, elements: str, default: []}
   consumers: {description: Containers to restart after file rotation., type: list, elements: str, default: []}
   command: {description: Rotation command argv., type: list, elements: str, default: []}
@@ -189,6 +189,99 @@ def rotate_swarm(docker, names, length, incident):
     return rotated
 
 
+def podman_consumers(podman, secret_id):
+    """Containers created with the secret (Podman copies its value in at creation): name, ID,
+    state, and the systemd unit that runs it, if one does."""
+    ids = podman.run(["ps", "-a", "-q", "--no-trunc"]).split()
+    if not ids:
+        return []
+    users = []
+    for data in json.loads(podman.run(["container", "inspect", "--", *ids])):
+        refs = (data.get("Config") or {}).get("Secrets") or []
+        if any(ref.get("ID") == secret_id for ref in refs):
+            labels = (data.get("Config") or {}).get("Labels") or {}
+            users.append(
+                {
+                    "container_id": data.get("Id"),
+                    "name": (data.get("Name") or "").lstrip("/"),
+                    "status": (data.get("State") or {}).get("Status"),
+                    "unit": labels.get("PODMAN_SYSTEMD_UNIT") or "",
+                }
+            )
+    return users
+
+
+def rotate_podman(podman, names, length, incident):
+    """A new value under the same name: Podman containers name their secrets, and one created
+    (or recreated by its systemd unit) after this gets the new value. Podman 4 has no
+    `secret create --replace`, so the old secret is removed first and the new one created at
+    once; its labels say which incident rotated it from which secret ID, so a retried step that
+    finds it does not rotate twice. A container created before keeps its copy of the old value:
+    each is listed, and the step warns until they are recreated."""
+    rotated = []
+    warnings = []
+    for name in names:
+        if not SECRET_NAME.match(name):
+            raise RejectedInput("%r is not a Podman secret name" % name)
+        try:
+            old = json.loads(podman.run(["secret", "inspect", "--", name]))[0]
+        except DockerError as exc:
+            raise DockerError("secret %s: %s" % (name, exc), "target_gone")
+        labels = (old.get("Spec") or {}).get("Labels") or {}
+        resumed = labels.get("responder.incident") == incident
+        rotated_from = labels.get("responder.rotated_from") if resumed else old["ID"]
+        if not resumed:
+            podman.run(["secret", "rm", "--", name])
+            rc, err = run_with_stdin(
+                [
+                    podman.binary,
+                    "secret",
+                    "create",
+                    "--label",
+                    "responder.incident=%s" % incident,
+                    "--label",
+                    "responder.rotated_from=%s" % old["ID"],
+                    "--",
+                    name,
+                    "-",
+                ],
+                new_value(length),
+            )
+            if rc != 0:
+                raise DockerError(
+                    "secret %s was removed but its new value could not be created (%s): create it by hand"
+                    % (name, err.strip()),
+                    "rotation_failed",
+                )
+        new = json.loads(podman.run(["secret", "inspect", "--", name]))[0]
+        stale = [u for u in podman_consumers(podman, rotated_from) if u["container_id"]]
+        live = [u for u in stale if u["status"] in ("running", "paused", "created")]
+        if live:
+            warnings.append(
+                "Podman secret %s: %s still hold the old value (Podman copies a secret in when a container "
+                "is created); recreate them%s"
+                % (
+                    name,
+                    ", ".join("%s (%s)" % (u["name"], u["container_id"][:12]) for u in live),
+                    " (for a systemd unit: systemctl restart it)" if any(u["unit"] for u in live) else "",
+                )
+            )
+        rotated.append(
+            {
+                "backend": "podman",
+                "name": name,
+                "version": compact_utc(),
+                "new_id": new.get("ID"),
+                "old_id": rotated_from,
+                "old_removed": True,
+                "containers_with_old_value": stale,
+                "rotated_at": utc_now(),
+                "resumed": resumed,
+            }
+        )
+    return rotated, warnings
+
+
 def rotate_files(docker, paths, consumers, length):
     rotated = []
     for path in paths:
@@ -259,7 +352,7 @@ def rotate_command(argv, name, length):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            backend=dict(type="str", required=True, choices=["swarm", "file", "command"]),
+            backend=dict(type="str", required=True, choices=["swarm", "podman", "file", "command"]),
             secrets=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="str", default=[]),
             consumers=dict(type="list", elements="str", default=[]),
@@ -275,13 +368,11 @@ def main():
         module.fail_json(msg="malformed incident id")
     if not 16 <= p["length"] <= 512:
         module.fail_json(msg="length must be between 16 and 512 bytes")
-    wanted = {"swarm": p["secrets"], "file": p["files"], "command": p["command"]}[p["backend"]]
+    needs = {"swarm": "secrets", "podman": "secrets", "file": "files", "command": "command"}[p["backend"]]
+    wanted = p[needs]
     if not wanted:
-        module.fail_json(
-            msg="backend %s needs %s"
-            % (p["backend"], {"swarm": "secrets", "file": "files", "command": "command"}[p["backend"]])
-        )
-    docker = Docker()
+        module.fail_json(msg="backend %s needs %s" % (p["backend"], needs))
+    docker = Docker("podman") if p["backend"] == "podman" else Docker()
     output = {"backend": p["backend"], "rotated": []}
     if module.check_mode:
         output["would_change"] = "rotate %s secret(s): %s" % (
@@ -292,6 +383,10 @@ def main():
     try:
         if p["backend"] == "swarm":
             output["rotated"] = rotate_swarm(docker, p["secrets"], p["length"], p["incident"])
+        elif p["backend"] == "podman":
+            output["rotated"], warnings = rotate_podman(docker, p["secrets"], p["length"], p["incident"])
+            if warnings:
+                output["warnings"] = warnings
         elif p["backend"] == "file":
             output["rotated"] = rotate_files(docker, p["files"], p["consumers"], p["length"])
         else:

@@ -14,6 +14,7 @@ options:
   timeout: {description: Seconds before SIGKILL., type: int, default: 10}
   kill: {description: SIGKILL at once., type: bool, default: false}
   hold_orchestrator: {description: Hold a Swarm task's service (placed on no node) first., type: bool, default: false}
+  # A container run by a systemd unit (Podman's PODMAN_SYSTEMD_UNIT label) is always stopped through its unit.
   evidence_root: {description: Absolute evidence directory on this host., type: str, required: true}
   incident: {description: Incident ID., type: str, required: true}
 """
@@ -32,6 +33,7 @@ from ansible.module_utils.responder_docker import (
     summary,
 )
 from ansible.module_utils.responder_swarm import hold as swarm_hold
+from ansible.module_utils.responder_systemd import hold as unit_hold
 from ansible.module_utils.responder_targets import run_for_targets
 
 
@@ -96,27 +98,35 @@ def act(module, docker, ref):
     no_logs = facts["log_driver"] == "none"
     have_logs = (no_logs or captured(directory, cid, "logs.txt")) and captured(directory, cid, "inspect.json")
     have_fs = captured(directory, cid, "rootfs.tar")
-    if facts["auto_remove"] and not (have_logs and have_fs):
+    missing = " and ".join(x for x, ok in (("its filesystem", have_fs), ("its logs", have_logs)) if not ok)
+    if facts["auto_remove"] and missing and module.check_mode:
+        # A dry run has captured nothing yet; the real run checks again, after the steps before it.
+        output.setdefault("warnings", []).append(
+            "started with --rm: stopping it deletes it, so the real run refuses this step unless %s "
+            "were captured by then (snapshot_filesystem and preserve_logs earlier in the playbook)" % missing
+        )
+    elif facts["auto_remove"] and missing:
         module.fail_json(
             msg="container %s (%s) was started with --rm: stopping it deletes it with its logs and filesystem, and "
             "this incident has not captured %s. Run snapshot_filesystem and preserve_logs first, or pause "
-            "and isolate it instead of stopping it."
-            % (
-                facts["container_name"],
-                cid[:12],
-                " and ".join(x for x, ok in (("its filesystem", have_fs), ("its logs", have_logs)) if not ok),
-            ),
+            "and isolate it instead of stopping it." % (facts["container_name"], cid[:12], missing),
             reason="refused_autoremove",
             output=output,
         )
     owner = facts.get("owner") or {}
     swarm = owner.get("kind") == "swarm"
+    unit = owner.get("unit") if owner.get("kind") == "systemd" else None
     if module.check_mode:
         steps = [] if have_logs else ["capture logs and inspect"]
         if swarm and p["hold_orchestrator"]:
             steps.append(
                 "hold Swarm service %s first (placed on no node), so it starts no replacement"
                 % owner["service"]
+            )
+        if unit:
+            steps.append(
+                "stop systemd unit %s, held by a start condition so that systemd starts no replacement%s"
+                % (unit, " (the unit removes the container: --rm)" if facts["auto_remove"] else "")
             )
         if facts["restart_policy"] != "no":
             steps.append("set restart policy %s -> no" % facts["restart_policy"])
@@ -157,6 +167,27 @@ def act(module, docker, ref):
                 "Swarm service %s will start a replacement task for this one (hold_orchestrator is off)"
                 % owner["service"]
             )
+        if unit:
+            # Through the unit, whatever hold_orchestrator says: a container stopped under a
+            # running unit is replaced by systemd (Restart=, `--replace`), and removed with it.
+            output["held_service"] = unit_hold(unit, p["incident"], facts["container_name"])
+            if not output["held_service"]["verified"]:
+                module.fail_json(
+                    msg="systemd unit %s is still %s after stop"
+                    % (unit, output["held_service"]["active_state"]),
+                    reason="verification_failed",
+                    output=output,
+                )
+            try:
+                running = bool((docker.inspect(cid).get("State") or {}).get("Running"))
+            except DockerError as exc:
+                if "no such" not in str(exc).lower() and "not found" not in str(exc).lower():
+                    raise
+                output["verified"] = (
+                    "removed by its systemd unit %s on stop; logs and filesystem were captured in this "
+                    "incident, and the unit is held" % unit
+                )
+                module.exit_json(changed=True, output=output, ansible_facts={"responder_output": output})
         if facts["restart_policy"] != "no":
             # before the stop: with `always`, a daemon restart would bring it back
             policy_kept = keep_restart_off(docker, cid, output)
