@@ -8,6 +8,9 @@ words `responder actions` prints (changes, undo, requires, outputs, example), a 
 - `containment: true`: this role cuts the container off (isolate, pause, stop). Once such a step
   has finished, `responder serve` lets the run go on with its evidence steps outside the worker
   slots, so that the next alert's containment never waits behind a filesystem export.
+- `approval_for`: option values that reach beyond the suspect, so that a step setting one (or a
+  template that might) must be gated (`approval: required`), e.g.
+  `approval_for: {shared_namespace: {values: [whole], why: "it cuts every container sharing ..."}}`.
 - `timeline`: outputs whose items each become a timeline event of their own, e.g.
 
       timeline:
@@ -36,7 +39,17 @@ from responder import strict_yaml
 from responder.errors import ConfigError, Problem
 from responder.vocabulary import EventKind
 
-_TOP = {"changes", "undo", "requires", "outputs", "example", "target_output", "timeline", "containment"}
+_TOP = {
+    "changes",
+    "undo",
+    "requires",
+    "outputs",
+    "example",
+    "target_output",
+    "timeline",
+    "containment",
+    "approval_for",
+}
 _UNDO = {"description", "action", "with", "gather", "when_output"}
 _EVENT = {"kind", "message", "fields"}
 _KIND = re.compile(r"^[a-z][a-z0-9_]{2,39}$")
@@ -93,6 +106,14 @@ class TimelineOutput:
 
 
 @dataclass(frozen=True)
+class GatedValues:
+    """Values of one option that make a step need `approval: required`, and why."""
+
+    values: tuple[Any, ...]
+    why: str
+
+
+@dataclass(frozen=True)
 class ActionMeta:
     """What a role's meta/responder.yml says, checked."""
 
@@ -108,6 +129,7 @@ class ActionMeta:
     target_output: str | None = None
     timeline: tuple[TimelineOutput, ...] = ()
     containment: bool = False
+    approval_for: Mapping[str, GatedValues] = field(default_factory=dict)
 
 
 def fill(message: str, data: Mapping[str, Any]) -> str:
@@ -200,7 +222,9 @@ def _check(doc: strict_yaml.Document) -> tuple[ActionMeta, list[Problem]]:
     if not isinstance(containment, bool):
         problems.append(doc.problem(("containment",), "containment is true or false", "containment: true"))
         containment = False
+    approval_for = _approval_for(doc, data.get("approval_for") or {}, problems)
     meta = ActionMeta(
+        approval_for=approval_for,
         changes=_text(data.get("changes", "")),
         undo=_text(undo.get("description", "")),
         undo_action=undo.get("action"),
@@ -215,6 +239,23 @@ def _check(doc: strict_yaml.Document) -> tuple[ActionMeta, list[Problem]]:
         containment=containment,
     )
     return meta, problems
+
+
+def _approval_for(doc: strict_yaml.Document, raw: Any, problems: list[Problem]) -> dict[str, GatedValues]:
+    shape = "approval_for maps an option to {values: [...], why: ...}"
+    if not isinstance(raw, dict):
+        problems.append(doc.problem(("approval_for",), shape))
+        return {}
+    gated: dict[str, GatedValues] = {}
+    for option, spec in raw.items():
+        values = spec.get("values") if isinstance(spec, dict) else None
+        why = spec.get("why") if isinstance(spec, dict) else None
+        if not isinstance(values, list) or not values or not isinstance(why, str) or not why.strip():
+            problems.append(doc.problem(("approval_for", option), shape, "e.g. {values: [whole], why: ...}"))
+            continue
+        _unknown(doc, spec, {"values", "why"}, ("approval_for", option), problems)
+        gated[str(option)] = GatedValues(tuple(values), why.strip())
+    return gated
 
 
 def _timeline(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from responder import strict_yaml
-from responder.action_meta import TimelineOutput, load_meta
+from responder.action_meta import GatedValues, TimelineOutput, load_meta
 from responder.errors import ConfigError
 
 _TYPES = {"str", "int", "bool", "list", "dict", "path", "raw", "float"}
@@ -54,6 +54,7 @@ class Action:
     target_output: str | None = None  # the output naming the container it acted on (full ID)
     timeline: tuple[TimelineOutput, ...] = ()  # outputs whose items become timeline events
     containment: bool = False  # it cuts the container off (see action_meta)
+    approval_for: Mapping[str, GatedValues] = field(default_factory=dict)  # values that need a gate
     # The options as written in argument_specs.yml and the entry point's constraints
     # (mutually_exclusive, required_if, ...): what Ansible's ArgumentSpecValidator takes.
     argument_spec: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -166,6 +167,7 @@ def _load_action(role_dir: Path) -> Action:
         target_output=meta.target_output,
         timeline=meta.timeline,
         containment=meta.containment,
+        approval_for=meta.approval_for,
         argument_spec=dict(main.get("options") or {}),
         constraints=constraints,
     )

@@ -7,10 +7,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from responder import strict_yaml
+from responder.action_meta import GatedValues
 from responder.arguments import check_arguments
 from responder.catalog import Catalog
 from responder.errors import PlaybookError, Problem
@@ -314,6 +316,8 @@ class _Validator:
             when = body.get("when")
             if isinstance(when, str):
                 self.expression(when, (*path, "when"), params)
+            if action is not None and isinstance(with_, dict) and body.get("approval") != "required":
+                self.ungated(action_name, action.approval_for, with_, (*path, "with"))
             if body.get("approvals", 1) != 1 and body.get("approval") != "required":
                 self.add(
                     (*path, "approvals"),
@@ -346,6 +350,20 @@ class _Validator:
                     )
                 )
         return out
+
+    def ungated(
+        self, action: str, gated: Mapping[str, GatedValues], with_: dict[str, Any], path: Path_
+    ) -> None:
+        """A value the role says reaches beyond the suspect (meta approval_for), or a template that
+        might render to one, on a step nobody has to approve."""
+        for option, spec in gated.items():
+            value = with_.get(option)
+            if value in spec.values or templating.is_template(value):
+                self.add(
+                    (*path, option),
+                    f"{action} with {option}: {value} needs `approval: required` on the step: {spec.why}",
+                    "add `approval: required`, or use another value of " + option,
+                )
 
     def templates(
         self, value: Any, path: Path_, params: dict[str, ParamSpec], seen: dict[str, int], step_id: Any

@@ -217,3 +217,50 @@ def test_a_container_sharing_anothers_namespace_is_cut_off_alone(docker: Docker,
     assert released.returncode == 0, released.output
     assert _responder_tables(owner_pid) == []
     assert _reaches(docker, sidecar, peer_ip, 8080)
+
+
+def test_a_shared_namespace_is_cut_as_a_whole_only_behind_a_gate(
+    docker: Docker, data_dir: Path, tmp_path: Path
+) -> None:
+    """`shared_namespace: whole`: the plan names X and everyone in its namespace, the step waits
+    for a person, then X is disconnected and they all lose their network; release reconnects X."""
+    network = docker.network("whole")
+    peer = docker.container(
+        "peer", "--network", network, command=("sh", "-c", "while true; do nc -l -p 8080 </dev/null; done")
+    )
+    owner = docker.container("owner", "--network", network)
+    sidecar = docker.container("sidecar", "--network", f"container:{owner}")
+    other = docker.container("other", "--network", f"container:{owner}")
+    peer_ip = docker.ip(peer, network)
+    time.sleep(1)
+    playbook = tmp_path / "cut-pod.yml"
+    playbook.write_text(
+        "version: 1\nname: cut-pod\nseverity: critical\n"
+        "description: Cut the suspect's whole shared network namespace, once someone agrees.\n"
+        "params:\n  container: {type: targets, required: true}\n"
+        "steps:\n  - id: isolate\n    action: isolate_network\n    approval: required\n"
+        "    with:\n      container: '{{ params.container }}'\n      shared_namespace: whole\n"
+    )
+    planned = run_cli("run", str(playbook), "-p", f"container={sidecar}", "--dry-run", data_dir=data_dir)
+    assert planned.returncode == 0, planned.output
+    assert "approval required" in planned.stdout
+    assert all(name in planned.stdout for name in (owner, other)), planned.stdout
+    assert "loses its network with it" in planned.stdout
+    waiting = run_cli("run", str(playbook), "-p", f"container={sidecar}", data_dir=data_dir)
+    incident = incident_id(waiting.stdout)
+    assert _reaches(docker, sidecar, peer_ip, 8080)  # nothing is cut before the approval
+    approved = run_cli("approve", incident, "--all", "--as", "lead@oncall", data_dir=data_dir, timeout=600)
+    assert approved.returncode == 0, approved.output
+    for name in (sidecar, owner, other):
+        assert not _reaches(docker, name, peer_ip, 8080), name
+    assert docker.inspect(owner)["NetworkSettings"]["Networks"] == {}
+    outputs = _outputs(data_dir, incident)
+    assert outputs["reconnect_container"] == docker.inspect(owner)["Id"] and outputs["cut_whole_namespace"]
+    assert outputs["container_id"] == docker.inspect(sidecar)["Id"]  # the suspect, for claims and scope
+    mine = incident.replace("-", "_")
+    owner_pid = docker.inspect(owner)["State"]["Pid"]
+    assert not [t for t in _responder_tables() + _responder_tables(owner_pid) if mine in t]  # no rule here
+    released = run_cli("release", incident, "--reason", "cleared", data_dir=data_dir, timeout=600)
+    assert released.returncode == 0, released.output
+    assert network in docker.inspect(owner)["NetworkSettings"]["Networks"]
+    assert _reaches(docker, sidecar, peer_ip, 8080) and _reaches(docker, other, peer_ip, 8080)

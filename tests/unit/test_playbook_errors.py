@@ -95,3 +95,33 @@ def test_a_yes_no_bool_default_is_one_problem_with_the_right_hint(
     (problem,) = info.value.problems
     assert problem.line == 9 and "not a boolean" in problem.message
     assert problem.hint == f"write `default: {meant}`"
+
+
+@pytest.mark.parametrize(
+    ("value", "gated", "refused"),
+    [
+        ("whole", True, False),
+        ("suspect", False, False),
+        ("'{{ params.scope }}'", False, True),  # might render to whole: gate it or fix it
+        ("'{{ params.scope }}'", True, False),
+    ],
+)
+def test_a_value_that_reaches_beyond_the_suspect_needs_a_gate(
+    tmp_path: Path, catalog, value: str, gated: bool, refused: bool
+) -> None:
+    """#16: meta/responder.yml approval_for. isolate_network's `shared_namespace: whole` cuts
+    every container sharing the namespace, so a step that sets it (or may) must be gated."""
+    path = tmp_path / "p.yml"
+    path.write_text(
+        "version: 1\nname: p\ndescription: d\nseverity: high\n"
+        "params:\n  container: {type: string, required: true}\n  scope: {type: string, default: suspect}\n"
+        "steps:\n  - id: isolate\n    action: isolate_network\n"
+        + ("    approval: required\n" if gated else "")
+        + f"    with:\n      container: '{{{{ params.container }}}}'\n      shared_namespace: {value}\n"
+    )
+    if not refused:
+        assert load_playbook(path, catalog).steps[0].id == "isolate"
+        return
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, catalog)
+    assert "needs `approval: required`" in info.value.problems[0].message

@@ -4,7 +4,9 @@
 
 A container in the host's network namespace (--network host) or another container's
 (--network container:X) has no network of its own to disconnect: its traffic is dropped by
-cgroup-matched nftables rules instead (module_utils/responder_firewall), and checked from inside."""
+cgroup-matched nftables rules instead (module_utils/responder_firewall), and checked from inside.
+For container:X, `shared_namespace: whole` cuts X's namespace instead: X is disconnected from its
+networks, and with it every container sharing that namespace (the playbook must gate it)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -18,6 +20,11 @@ options:
     description: Container name or ID prefix.
     type: str
     required: true
+  shared_namespace:
+    description: For container:X, cut only the suspect (by cgroup) or X's whole namespace.
+    type: str
+    default: suspect
+    choices: [suspect, whole]
 """
 
 import os
@@ -151,7 +158,6 @@ def act(module, docker, ref):
         data = docker.resolve(ref)
     except DockerError as exc:
         module.fail_json(msg=str(exc), reason=exc.reason)
-    cid = data["Id"]
     facts = summary(data)
     try:
         shared = shared_namespace(docker, data)
@@ -160,22 +166,72 @@ def act(module, docker, ref):
     claimed_from = claim_for_run(module, data)
     if shared is not None:
         output = dict(facts, claimed_from=claimed_from) if claimed_from else dict(facts)
+        if module.params["shared_namespace"] == "whole":
+            whole_namespace_isolate(module, docker, data, output, shared)
         firewall_isolate(module, docker, data, output, shared)
 
+    output = dict(facts, claimed_from=claimed_from) if claimed_from else dict(facts)
+    cut_networks(module, docker, data, output)
+
+
+def whole_namespace_isolate(module, docker, data, output, shared):
+    """Disconnect the namespace's owner X from every network: X, the suspect and every other
+    container sharing X's namespace lose their network at once. Release reconnects X."""
+    label, owner, sharing = shared
+    if owner is None:
+        module.fail_json(
+            msg="container %s uses the host's network namespace: it cannot be cut as a whole; isolate it "
+            "by its cgroup (shared_namespace: suspect)" % data["Id"][:12],
+            reason="unsupported_network_mode",
+            output=output,
+        )
+    owner_mode = (owner.get("HostConfig") or {}).get("NetworkMode") or ""
+    if owner_mode == "host" or owner_mode.startswith("container:"):
+        module.fail_json(
+            msg="%s is itself in %s: its namespace has no network of its own to disconnect; isolate the "
+            "suspect by its cgroup (shared_namespace: suspect)"
+            % (label, "the host's network namespace" if owner_mode == "host" else owner_mode),
+            reason="unsupported_network_mode",
+            output=output,
+        )
+    name = (owner.get("Name") or "").lstrip("/")
+    output.update(
+        network_namespace=label,
+        namespace_owner=owner["Id"],
+        sharing_namespace=sharing,
+        reconnect_container=owner["Id"],
+        cut_whole_namespace=True,
+        cut_together=["%s (%s)" % (name, owner["Id"][:12]), *sharing],
+    )
+    cut_networks(module, docker, owner, output)
+
+
+def cut_networks(module, docker, data, output):
+    """Record every network of `data`'s container, disconnect it from all, verify none is left;
+    ends with module.exit_json or module.fail_json."""
+    cid = data["Id"]
     networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     records = [network_record(name, cfg) for name, cfg in sorted(networks.items())]
     ports_before = published(data)
-    output = dict(facts)
     output.update(
         networks=records,
         published_ports=ports_before,
         already_isolated=not records,
     )
-    if claimed_from:
-        output["claimed_from"] = claimed_from
     if module.check_mode:
+        together = output.get("cut_together")
         output["would_change"] = (
-            "disconnect from %s" % ", ".join(r["name"] for r in records) if records else "nothing: no network"
+            "disconnect %sfrom %s%s"
+            % (
+                "%s " % together[0] if together else "",
+                ", ".join(r["name"] for r in records),
+                "; every container in its network namespace loses its network with it: %s"
+                % ", ".join(together)
+                if together
+                else "",
+            )
+            if records
+            else "nothing: no network"
         )
         module.exit_json(changed=bool(records), output=output, ansible_facts={"responder_output": output})
 
@@ -228,7 +284,10 @@ def act(module, docker, ref):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(container=dict(type="raw", required=True)),
+        argument_spec=dict(
+            container=dict(type="raw", required=True),
+            shared_namespace=dict(type="str", default="suspect", choices=["suspect", "whole"]),
+        ),
         supports_check_mode=True,
     )
     run_for_targets(module, Docker(), act, workers=16)
