@@ -154,9 +154,10 @@ def test_every_other_action_on_podman_over_ssh_k8s_file_logs_and_a_label_selecto
     network = f"net-{tag}"
     host.podman("network", "create", network)
     names = [f"k8s-{tag}-{i}" for i in range(2)]
+    networks = {names[0]: network, names[1]: "podman"}  # a network of its own, and Podman's default
     for name in names:
         host.sh(
-            f"podman run -d --name {name} --network {network} --label incident-test={tag} "
+            f"podman run -d --name {name} --network {networks[name]} --label incident-test={tag} "
             f"--log-driver k8s-file --restart always {ULIMITS} {IMAGE} "
             "sh -c 'while true; do echo k8s-beacon; sleep 0.3; done' >/dev/null"
         )
@@ -201,6 +202,6 @@ def test_every_other_action_on_podman_over_ssh_k8s_file_logs_and_a_label_selecto
     released = run_cli("release", incident, "--reason", "false positive", data_dir=data_dir, timeout=900)
     assert released.returncode == 0, released.output
     for name in names:
-        assert network in (host.inspect(name)["NetworkSettings"].get("Networks") or {})
+        assert networks[name] in (host.inspect(name)["NetworkSettings"].get("Networks") or {})
         host.podman("rm", "-f", name)
     host.podman("network", "rm", "-f", network)
