@@ -14,11 +14,11 @@ is two actors; a review that needs more should use one channel.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from responder import db
 from responder.errors import ApprovalRefused, StateError
 from responder.playbook.model import Playbook, Step
 from responder.timeline import Event, Incident, Timeline, insert_event
@@ -55,7 +55,7 @@ def approvers_by_step(events: Iterable[Event]) -> dict[str, list[str]]:
     return found
 
 
-def approvers_in(conn: sqlite3.Connection, incident_id: str) -> dict[str, list[str]]:
+def approvers_in(conn: db.Connection, incident_id: str) -> dict[str, list[str]]:
     """The same, read inside a write transaction (so a check and its record are one step)."""
     rows = conn.execute(
         "SELECT step, actor FROM events WHERE incident_id=? AND kind=? ORDER BY seq",

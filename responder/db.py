@@ -1,5 +1,8 @@
 """The database: connection, PRAGMAs, write transactions, schema and migrations.
 
+An SQLite file by default; a PostgreSQL database when `[store] url` says so (responder.postgres,
+behind the same small connection interface, `Connection`), with the same tables and versions.
+
 WAL so readers (`responder show`, the export) never block the run; `BEGIN IMMEDIATE` for every
 write because busy_timeout cannot save a deferred transaction that upgrades to a write; FULL
 sync because a containment record that vanishes after a power cut is worse than a slow commit.
@@ -13,11 +16,63 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
+from responder.store_location import DatabaseLocation, PostgresLocation
 from responder.vocabulary import OPEN_SQL
+
+
+class Cursor(Protocol):
+    """What responder asks of a cursor (sqlite3.Cursor, postgres.PgCursor)."""
+
+    lastrowid: int | None
+    arraysize: int
+    row_factory: Any
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last statement changed."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any:
+        """Run one statement (`?` placeholders)."""
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+
+    def fetchmany(self, size: int = ..., /) -> list[Any]:
+        """Up to `size` more rows."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What responder asks of a connection (sqlite3.Connection, postgres.PgConnection): `?`
+    placeholders, rows by name and index, explicit BEGIN IMMEDIATE/COMMIT/ROLLBACK."""
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any:
+        """Run one statement; returns its cursor."""
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any:
+        """Run one statement for each row of parameters."""
+
+    def cursor(self) -> Any:
+        """A new cursor."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+Row = Any  # sqlite3.Row or postgres.PgRow: by column name and by index
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -112,12 +167,15 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS claims_by_claim ON claims(claim);
 """
 
-SCHEMA_VERSION = 4  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes
+SCHEMA_VERSION = 5  # bump with every change to SCHEMA, _ADDED_COLUMNS or the indexes (both dialects)
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {
     "incidents": {"lock_key": "TEXT", "alert_id": "INTEGER"},
-    # Alerts that may share one fleet incident (intake.store.group_key) and how many may.
-    "alerts": {"group_key": "TEXT", "group_cap": "INTEGER"},
+    # Alerts that may share one fleet incident (intake.store.group_key) and how many may; which
+    # replica holds a claimed alert and until when (PostgreSQL stores; unused on SQLite).
+    "alerts": {"group_key": "TEXT", "group_cap": "INTEGER", "replica": "TEXT", "lease_until": "REAL"},
+    # The controller that holds an evidence file (several share one PostgreSQL timeline).
+    "evidence": {"controller": "TEXT"},
 }
 # One open incident per container: the CLI and the webhook never contain the same one at once.
 _LOCK_INDEX = (
@@ -127,9 +185,22 @@ _LOCK_INDEX = (
 _OLD_INDEXES = ("incidents_container_lock",)
 
 
-def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
+def connect(location: DatabaseLocation, busy_timeout: float = 5.0) -> Connection:
     """A connection with responder's settings: autocommit (transactions are explicit), rows by
-    name, waiting up to `busy_timeout` for a lock, FULL sync, foreign keys on."""
+    name, waiting up to `busy_timeout` for a lock; for SQLite FULL sync and foreign keys on."""
+    if isinstance(location, PostgresLocation):
+        from responder.postgres import PgConnection
+
+        return PgConnection(location, busy_timeout)
+    return _connect_sqlite(location, busy_timeout)
+
+
+def is_postgres(conn: Connection) -> bool:
+    """Whether the connection is to PostgreSQL (claims there use FOR UPDATE SKIP LOCKED)."""
+    return getattr(conn, "dialect", "sqlite") == "postgresql"
+
+
+def _connect_sqlite(path: Path, busy_timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
@@ -138,13 +209,44 @@ def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
     return conn
 
 
-def open_database(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
-    """Connect, creating or migrating the schema first if needed; the file is made 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    conn = connect(path, busy_timeout)
+def open_database(location: DatabaseLocation, busy_timeout: float = 5.0) -> Connection:
+    """Connect, creating or migrating the schema first if needed; an SQLite file is made 0600."""
+    if isinstance(location, PostgresLocation):
+        from responder.ids import utc_now
+        from responder.postgres import PgConnection, create_or_migrate
+
+        pg = PgConnection(location, busy_timeout)
+        try:
+            create_or_migrate(pg, SCHEMA_VERSION, _LOCK_INDEX, utc_now())
+        except BaseException:
+            pg.close()
+            raise
+        return pg
+    location.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conn = _connect_sqlite(location, busy_timeout)
     _initialise(conn)
-    path.chmod(0o600)
+    location.chmod(0o600)
     return conn
+
+
+def schema_status(location: DatabaseLocation) -> tuple[int, int]:
+    """(version the database has, version this responder needs), without migrating: 0 for a
+    database (or SQLite file) that does not exist yet."""
+    if isinstance(location, PostgresLocation):
+        from responder.postgres import PgConnection, schema_version
+
+        pg = PgConnection(location)
+        try:
+            return schema_version(pg), SCHEMA_VERSION
+        finally:
+            pg.close()
+    if not location.exists():
+        return 0, SCHEMA_VERSION
+    conn = _connect_sqlite(location, 5.0)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0]), SCHEMA_VERSION
+    finally:
+        conn.close()
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -154,7 +256,7 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 @contextmanager
-def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def write(conn: Connection) -> Iterator[Connection]:
     """One write transaction, taken at once (BEGIN IMMEDIATE), rolled back on any error."""
     conn.execute("BEGIN IMMEDIATE")
     try:

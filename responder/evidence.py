@@ -162,10 +162,12 @@ def write_manifest(timeline: Timeline, incident_id: str, directory: Path) -> Pat
 
 @dataclass(frozen=True)
 class Verification:
-    """One artifact re-hashed: ok, missing, mismatch or unsafe."""
+    """One artifact re-hashed: ok, missing, mismatch or unsafe (or pruned, or elsewhere)."""
 
     record: EvidenceRecord
-    status: str  # ok, pruned (evidence prune), missing, mismatch, unsafe (reached through a link)
+    # ok, pruned (evidence prune), missing, mismatch, unsafe (reached through a link), elsewhere
+    # (collected by another controller sharing this PostgreSQL timeline: verify it there)
+    status: str
     sha256_now: str | None
 
 
@@ -186,7 +188,9 @@ def verify(timeline: Timeline, incident_id: str, evidence_root: Path | None = No
             results.append(Verification(record, "unsafe", None))
             continue
         if not path.is_file():
-            results.append(Verification(record, "missing", None))
+            # Several controllers share a PostgreSQL timeline; evidence stays where it was collected.
+            away = record.controller and record.controller != timeline.controller
+            results.append(Verification(record, "elsewhere" if away else "missing", None))
             continue
         digest = sha256_file(path)
         ok = digest == record.sha256_controller == record.sha256_source

@@ -8,12 +8,11 @@ touches the timeline, Ansible or Docker, so all of it is unit-tested directly.""
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from responder import targets
+from responder import db, targets
 from responder.arguments import check_arguments
 from responder.catalog import Catalog
 from responder.errors import PlaybookError, Problem, StateError
@@ -48,7 +47,7 @@ class RunRequest:
     lock_key: str | None = None  # the container this incident holds while open (see intake.routing.lock_key)
     alert_id: int | None = None  # the queued alert this run answers (server workers)
     # run inside the transaction that creates the incident (the intake marks its alert started)
-    on_open: Callable[[sqlite3.Connection, str], None] | None = None
+    on_open: Callable[[db.Connection, str], None] | None = None
     max_targets: int | None = None  # the operator's explicit override of the playbook's cap
 
 

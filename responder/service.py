@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from responder import db
 from responder.ids import default_actor
 from responder.targets import TARGETS_STEP, normalise
 from responder.vocabulary import EventKind
@@ -258,7 +258,7 @@ class Service:
         if others:
             trigger["alerts"] = [a.id for a in group]
 
-        def on_open(conn: sqlite3.Connection, incident_id: str) -> None:
+        def on_open(conn: db.Connection, incident_id: str) -> None:
             for member in group:
                 mark_started(conn, member.id, incident_id)
 

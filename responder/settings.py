@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from responder.errors import ConfigError
+from responder.store_location import DatabaseLocation, PostgresLocation, store_location
 
 _CONFIG_KEYS = {
     "data_dir",
@@ -27,6 +28,7 @@ _CONFIG_KEYS = {
     "docker_call_timeout",
     "progress_interval",
     "approvals",
+    "store",
 }
 # Seconds between attempts when dockerd is unreachable on a target (about a minute in all).
 DEFAULT_DOCKER_RETRY = (2.0, 4.0, 8.0, 16.0, 30.0)
@@ -80,6 +82,7 @@ class Settings:
     docker_call_timeout: float = DEFAULT_DOCKER_CALL_TIMEOUT
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     approvals: Mapping[str, Any] = field(default_factory=dict)  # who may decide from Slack
+    store: PostgresLocation | None = None  # [store] url: a shared PostgreSQL timeline
 
     def private_dir(self, *parts: str) -> Path:
         """data_dir/parts..., created 0700 and walked without following links (private_dirs)."""
@@ -88,9 +91,9 @@ class Settings:
         return ensure_private_dir(self.data_dir.joinpath(*parts), self.data_dir)
 
     @property
-    def database(self) -> Path:
-        """The timeline's SQLite file."""
-        return self.data_dir / "timeline.db"
+    def database(self) -> DatabaseLocation:
+        """The timeline's store: the PostgreSQL database configured, else the SQLite file."""
+        return self.store or self.data_dir / "timeline.db"
 
     @property
     def runs_dir(self) -> Path:
@@ -204,6 +207,10 @@ def load_settings(
     env = os.environ if environ is None else environ
     cfg = _read_config(_config_path(config, env))
     chosen_data = data_dir or env.get("RESPONDER_DATA_DIR") or cfg.get("data_dir")
+    store = cfg.get("store", {})
+    if not isinstance(store, dict):
+        raise ConfigError('[store] must be a table: [store] url = "postgresql://user@host/db"')
+    location = store_location(store, Path("."), env, str(_config_path(config, env) or "environment"))
     playbooks = [Path(p) for p in (*playbooks_dirs, *cfg.get("playbooks_dirs", []))]
     runbooks = [Path(p) for p in (*runbooks_dirs, *cfg.get("runbooks_dirs", []))]
     return Settings(
@@ -218,4 +225,5 @@ def load_settings(
         docker_call_timeout=float(cfg.get("docker_call_timeout", DEFAULT_DOCKER_CALL_TIMEOUT)),
         progress_interval=float(cfg.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
         approvals=dict(cfg.get("approvals", {})),
+        store=location if isinstance(location, PostgresLocation) else None,
     )

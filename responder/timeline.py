@@ -11,12 +11,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from responder import db
 from responder.errors import StateError, UsageError
 from responder.ids import utc_now
+from responder.store_location import DatabaseLocation, controller_name
 from responder.vocabulary import OPEN_SQL, UNATTENDED_SQL, IncidentStatus
 
 
@@ -89,6 +89,7 @@ class EvidenceRecord:
     collected_at: str
     recorded_at: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    controller: str = ""  # the controller holding the file (several may share one timeline)
 
 
 class Redactor:
@@ -120,7 +121,7 @@ class Redactor:
 
 
 def insert_event(
-    db: sqlite3.Connection,
+    db: db.Connection,
     redactor: Redactor,
     incident_id: str,
     kind: str,
@@ -151,8 +152,9 @@ def insert_event(
 class Timeline:
     """One connection per Timeline object; create one per thread."""
 
-    def __init__(self, path: Path, redactor: Redactor | None = None) -> None:
+    def __init__(self, path: DatabaseLocation, redactor: Redactor | None = None) -> None:
         self.path = path
+        self.controller = controller_name(path)
         self.redactor = redactor or Redactor()
         self._db = db.open_database(path)
         self._lock = threading.Lock()
@@ -175,12 +177,12 @@ class Timeline:
         return [(str(a), str(b), str(c)) for a, b, c in rows]
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[db.Connection]:
         with self._lock, db.write(self._db) as conn:
             yield conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[db.Connection]:
         """A write transaction on this timeline's connection, for an owner of another table that
         must change it together with an event (write the event with `insert_event`)."""
         with self._write() as conn:
@@ -189,7 +191,7 @@ class Timeline:
     # incidents -------------------------------------------------------------------------------
 
     def create_incident(
-        self, incident: Incident, within: Callable[[sqlite3.Connection], None] | None = None
+        self, incident: Incident, within: Callable[[db.Connection], None] | None = None
     ) -> None:
         """Insert the incident; when it holds a container lock, fail with ContainerBusy if another
         open incident has it. `within` runs in the same transaction: the intake passes the step
@@ -223,9 +225,7 @@ class Timeline:
         ).fetchone()
         return row[0] if row else None
 
-    def _create_incident(
-        self, incident: Incident, within: Callable[[sqlite3.Connection], None] | None
-    ) -> None:
+    def _create_incident(self, incident: Incident, within: Callable[[db.Connection], None] | None) -> None:
         with self._write() as db:
             if within is not None:
                 within(db)
@@ -278,7 +278,7 @@ class Timeline:
         except sqlite3.IntegrityError as exc:
             lock = self.incident(incident_id).lock_key or ""
             raise ContainerBusy(self.lock_holder(lock) or "?", lock) from exc
-        return changed == 1
+        return bool(changed == 1)
 
     def incident(self, incident_id: str) -> Incident:
         """One incident; UsageError when there is no such incident."""
@@ -416,8 +416,8 @@ class Timeline:
         with self._write() as db:
             db.execute(
                 "INSERT INTO evidence (incident_id, step_id, host, container_id, kind, path, source_path, "
-                "sha256_source, sha256_controller, size, method, collector, collected_at, recorded_at, details) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "sha256_source, sha256_controller, size, method, collector, collected_at, recorded_at, details, "
+                "controller) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.incident_id,
                     record.step_id,
@@ -434,6 +434,7 @@ class Timeline:
                     record.collected_at,
                     utc_now(),
                     _dump(dict(record.details)),
+                    record.controller or self.controller,
                 ),
             )
 
@@ -459,6 +460,7 @@ class Timeline:
                 r["collected_at"],
                 r["recorded_at"],
                 json.loads(r["details"]),
+                r["controller"] or "",
             )
             for r in rows
         ]
@@ -468,7 +470,7 @@ def _dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _incident(row: sqlite3.Row) -> Incident:
+def _incident(row: db.Row) -> Incident:
     return Incident(
         id=row["id"],
         created_at=row["created_at"],

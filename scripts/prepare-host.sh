@@ -52,7 +52,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import responder, ansible_runner, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import responder, ansible_runner, pytest, psycopg" 2>/dev/null; then
   echo "== installing responder and its dev tools into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e ".[dev]"
@@ -79,6 +79,12 @@ if [ "${RESPONDER_WITH_IMAGE:-0}" = 1 ]; then
     echo "== building responder-test/podman-host:bookworm"
     docker build -q -t responder-test/podman-host:bookworm tests/fixtures/podman-host >/var/log/responder-podman-host.log 2>&1 \
       || { echo "podman host image build failed; see /var/log/responder-podman-host.log"; exit 1; }
+  fi
+  # PostgreSQL from Debian's package, run as its own user in a container, for the store tests.
+  if ! docker image inspect responder-test/postgres:15 >/dev/null 2>&1; then
+    echo "== building responder-test/postgres:15"
+    docker build -q -t responder-test/postgres:15 tests/fixtures/postgres >/var/log/responder-postgres.log 2>&1 \
+      || { echo "PostgreSQL image build failed; see /var/log/responder-postgres.log"; exit 1; }
   fi
   if [ ! -f .cache/wheelhouse/.complete ]; then
     echo "== gathering dependency wheels for the offline image build"

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from responder.store_location import DatabaseLocation
+from tests.postgres import PostgresServer, start_postgres
+from tests.postgres import image_available as postgres_image_available
 from tests.sshd import SSHTarget, start_sshd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,6 +202,32 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHTarget]:
     yield target
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL (Debian's package, in a local container) for the session."""
+    require(_docker_available(), "dockerd is not reachable (run scripts/prepare-host.sh)")
+    require(
+        postgres_image_available(),
+        "the PostgreSQL test image is missing (RESPONDER_WITH_IMAGE=1 scripts/prepare-host.sh builds it)",
+    )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require(False, "psycopg is not installed (pip install -e '.[dev]')")
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseLocation:
+    """The timeline's store, once as an SQLite file and once as a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "timeline.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.fresh_database()
 
 
 @pytest.fixture

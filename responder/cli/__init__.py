@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from responder.cli import completion, incidents, playbooks, serve
+    from responder.cli import completion, database, incidents, playbooks, serve
 
     return {
         "completion": completion.cmd_completion,
@@ -33,6 +33,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "deny": incidents.cmd_deny,
         "export": incidents.cmd_export,
         "evidence": incidents.cmd_evidence,
+        "db": database.cmd_db,
         "release": incidents.cmd_release,
         "resume": incidents.cmd_resume,
         "serve": serve.cmd_serve,

@@ -159,17 +159,21 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     if not results:
         print(f"{incident_id}: no evidence recorded")
         return 0
-    bad = [r for r in results if r.status not in ("ok", "pruned")]
+    bad = [r for r in results if r.status not in ("ok", "pruned", "elsewhere")]
     for r in results:
         print(
-            f"{r.status.upper():8} {r.record.kind:<10} {r.record.host:<12} sha256 {r.sha256_now or '-'}  {r.record.path}"
+            f"{r.status.upper():9} {r.record.kind:<10} {r.record.host:<12} sha256 {r.sha256_now or '-'}  {r.record.path}"
         )
         if r.status == "mismatch":
-            print(f"         recorded at collection: {r.record.sha256_controller}")
+            print(f"          recorded at collection: {r.record.sha256_controller}")
+        if r.status == "elsewhere":
+            print(f"          held by controller {r.record.controller}: verify it there")
     pruned = sum(1 for r in results if r.status == "pruned")
+    away = sum(1 for r in results if r.status == "elsewhere")
     print(
-        f"{len(results) - len(bad) - pruned} ok, {pruned} pruned on purpose, "
-        f"{len(bad)} missing, altered or reached through a link"
+        f"{len(results) - len(bad) - pruned - away} ok, {pruned} pruned on purpose, "
+        + (f"{away} on other controllers, " if away else "")
+        + f"{len(bad)} missing, altered or reached through a link"
     )
     return 7 if bad else 0
 

@@ -137,8 +137,9 @@ def verification_doc(incident_id: str, results: Iterable[Verification]) -> dict[
             "path": r.record.path,
             "sha256_recorded": r.record.sha256_controller,
             "sha256_now": r.sha256_now,
+            "controller": r.record.controller,
         }
         for r in results
     ]
-    bad = sum(1 for r in rows if r["status"] not in ("ok", "pruned"))
+    bad = sum(1 for r in rows if r["status"] not in ("ok", "pruned", "elsewhere"))
     return {"incident": incident_id, "results": rows, "ok": len(rows) - bad, "bad": bad}

@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evidence.add_argument("--json", action="store_true", help="one JSON document")
 
+    database = command("db", "the timeline's store: status (version, counts) or migrate (apply the schema)")
+    database.add_argument("action", choices=["status", "migrate"])
+    database.add_argument("--json", action="store_true", help="status: one JSON document")
+
     export = command("export", "write an incident's timeline for the post-incident review")
     export.add_argument("incident")
     export.add_argument(

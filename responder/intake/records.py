@@ -7,17 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from responder import db
 from responder.errors import StateError
 from responder.intake.alerts import Alert
 from responder.intake.routing import Route
 from responder.playbook.model import Playbook
+from responder.store_location import DatabaseLocation
 from responder.timeline import Timeline, insert_event
 from responder.vocabulary import EventKind
 
@@ -77,7 +77,7 @@ class QueuedAlert:
     summary: dict[str, Any]
 
 
-def queued_alert(row: sqlite3.Row) -> QueuedAlert:
+def queued_alert(row: db.Row) -> QueuedAlert:
     """A QueuedAlert from its row."""
     return QueuedAlert(
         id=row["id"],
@@ -102,14 +102,13 @@ def queued_alert(row: sqlite3.Row) -> QueuedAlert:
     )
 
 
-def load_alert(path: Path, alert_id: int) -> QueuedAlert:
+def load_alert(location: DatabaseLocation, alert_id: int) -> QueuedAlert:
     """For the worker process: read its alert without starting a writer thread."""
-    db = sqlite3.connect(path, timeout=5.0)
-    db.row_factory = sqlite3.Row
+    conn = db.connect(location)
     try:
-        row = db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
+        row = conn.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
     finally:
-        db.close()
+        conn.close()
     if row is None:
         raise KeyError(alert_id)
     return queued_alert(row)
@@ -181,7 +180,7 @@ class AlertClaimLost(StateError):
     """The alert this run was started for is no longer claimed by it (run elsewhere or requeued)."""
 
 
-def mark_started(conn: sqlite3.Connection, alert_id: int, incident_id: str) -> None:
+def mark_started(conn: db.Connection, alert_id: int, incident_id: str) -> None:
     """Inside the transaction that creates the incident: take the alert from `claimed` to
     `started`, or refuse (AlertClaimLost) so that an alert never opens two incidents."""
     claimed = conn.execute(

@@ -13,28 +13,28 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from responder import db
 from responder.errors import Unavailable
-from responder.ids import utc_iso, utc_now
+from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
 from responder.intake.records import (
     STORM_GROUP_LIMIT,
     Decision,
     Intake,
-    QueuedAlert,
     Seen,
     bounded_document,
     dump,
     group_key,
-    queued_alert,
     settle,
 )
+from responder.intake.work_queue import WorkQueue
 from responder.locks import lock_key
+from responder.postgres import NOTIFY_CHANNEL
+from responder.store_location import DEFAULT_LEASE, DatabaseLocation, PostgresLocation, controller_name
 from responder.timeline import Event, Redactor, insert_event
-from responder.vocabulary import UNATTENDED_SQL, EventKind
+from responder.vocabulary import EventKind
 
 DEFAULT_WINDOW = 600
 RECENT_LIMIT = 200_000  # alert identities remembered for the duplicate fast path
@@ -45,12 +45,13 @@ class StoreUnavailable(Unavailable):
     """The database could not take the alert now (busy, locked, disk full): the sender retries."""
 
 
-class AlertStore:
-    """The durable alert queue: decides alerts in group commits, hands them to workers, recovers."""
+class AlertStore(WorkQueue):
+    """The durable alert queue: decides alerts in group commits; workers take them through the
+    WorkQueue side (claims, leases, recovery)."""
 
     def __init__(
         self,
-        path: Path,
+        path: DatabaseLocation,
         inventory: str | None = None,
         on_queued: Callable[[], None] = lambda: None,
         on_event: Callable[[Event], None] = lambda e: None,
@@ -58,6 +59,8 @@ class AlertStore:
     ) -> None:
         db.open_database(path).close()  # schema and migrations
         self.path = path
+        self.controller = controller_name(path)  # this replica, on the alerts it holds
+        self.lease = path.lease if isinstance(path, PostgresLocation) else DEFAULT_LEASE
         self.inventory = inventory
         self.on_queued = on_queued
         self.on_event = on_event  # timeline events this store wrote, once committed (Slack hears of them)
@@ -70,8 +73,8 @@ class AlertStore:
         # and single-row updates (claim_next, set_worker, finish_claim, recover) and the reads.
         self._workers_db = self._connect()
         self._workers_lock = threading.Lock()
-        self._loop_db: sqlite3.Connection | None = None
-        self._direct_db: sqlite3.Connection | None = None  # submit(), outside an event loop
+        self._loop_db: db.Connection | None = None
+        self._direct_db: db.Connection | None = None  # submit(), outside an event loop
         self._direct_lock = threading.Lock()
         self._loop_pending: list[tuple[Sequence[Intake], asyncio.Future[list[Decision]]]] = []
         self._loop_scheduled = False
@@ -80,7 +83,7 @@ class AlertStore:
         self._memory_lock = threading.Lock()
         self._repeat_flush_scheduled = False
 
-    def _connect(self, busy_timeout: float | None = None) -> sqlite3.Connection:
+    def _connect(self, busy_timeout: float | None = None) -> db.Connection:
         return db.connect(self.path, self.busy_timeout if busy_timeout is None else busy_timeout)
 
     # intake -----------------------------------------------------------------------------------
@@ -187,7 +190,7 @@ class AlertStore:
             self._direct_db.close()
         self._workers_db.close()
 
-    def _transaction(self, db: sqlite3.Connection, batch: list[Sequence[Intake]]) -> list[list[Decision]]:
+    def _transaction(self, db: db.Connection, batch: list[Sequence[Intake]]) -> list[list[Decision]]:
         """Decide and record a group of requests' alerts in one FULL commit (with the repeats
         counted in memory since the last one)."""
         results: list[list[Decision]] = []
@@ -199,6 +202,10 @@ class AlertStore:
             self._write_repeats(db, repeats)
             for intakes in batch:
                 results.append([self._decide(db, i, now, now_iso) for i in intakes])
+            if getattr(db, "dialect", "") == "postgresql" and any(
+                d.result == "queued" for decisions in results for d in decisions
+            ):
+                db.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # idle workers of every replica, on commit
             db.execute("COMMIT")
         except BaseException:
             self._appended.clear()
@@ -233,15 +240,13 @@ class AlertStore:
             while len(self._recent) > RECENT_LIMIT:
                 del self._recent[next(iter(self._recent))]
 
-    def _write_repeats(
-        self, db: sqlite3.Connection, repeats: dict[int, tuple[int, str, float | None]]
-    ) -> None:
+    def _write_repeats(self, db: db.Connection, repeats: dict[int, tuple[int, str, float | None]]) -> None:
         for alert_id, (count, seen_at, expires) in repeats.items():
             row = db.execute(
                 "UPDATE alerts SET repeats=repeats+?, last_seen=?, "
-                "expires_at=CASE WHEN expires_at IS NULL THEN NULL ELSE MAX(expires_at, ?) END "
+                "expires_at=CASE WHEN expires_at IS NULL OR expires_at >= ? THEN expires_at ELSE ? END "
                 "WHERE id=? RETURNING incident_id, source, name, status, dedup_key",
-                (count, seen_at, expires or 0, alert_id),
+                (count, seen_at, float(expires or 0), float(expires or 0), alert_id),
             ).fetchone()
             if row is not None and row["incident_id"] and row["status"] == FIRING:
                 times = "once" if count == 1 else f"{count} times"
@@ -253,7 +258,7 @@ class AlertStore:
                     {"alert_id": alert_id, "dedup_key": row["dedup_key"], "repeats": count},
                 )
 
-    def _decide(self, db: sqlite3.Connection, intake: Intake, now: float, now_iso: str) -> Decision:
+    def _decide(self, db: db.Connection, intake: Intake, now: float, now_iso: str) -> Decision:
         alert = intake.alert
         window = intake.route.window if intake.route else DEFAULT_WINDOW
         # Find and count a repeat in one statement: most deliveries in a burst are repeats. A
@@ -311,7 +316,7 @@ class AlertStore:
         )
         return Decision(state, alert_id, alert.dedup_key, None, playbook.name if playbook else None, reason)
 
-    def _resolved(self, db: sqlite3.Connection, intake: Intake, now_iso: str) -> Decision:
+    def _resolved(self, db: db.Connection, intake: Intake, now_iso: str) -> Decision:
         """A resolved alert is recorded and told to its incident; it never triggers or undoes anything."""
         alert = intake.alert
         firing = db.execute(
@@ -342,7 +347,7 @@ class AlertStore:
 
     def _insert(
         self,
-        db: sqlite3.Connection,
+        db: db.Connection,
         intake: Intake,
         *,
         state: str,
@@ -364,7 +369,9 @@ class AlertStore:
                 alert.status,
                 alert.dedup_key,
                 expires_at,
-                alert.name,
+                # the alert's own text is the sender's: a secret this process knows never lands
+                # in the alert record either, as on the events (the worker reads the document)
+                self.redactor.text(alert.name),
                 alert.host,
                 alert.container,
                 state,
@@ -376,125 +383,19 @@ class AlertStore:
                 lock,
                 incident_id,
                 # A queued alert's worker reads its whole document; the rest are kept for the record.
-                dump(alert.document) if state == "queued" else bounded_document(alert.document),
+                dump(self.redactor.data(alert.document))
+                if state == "queued"
+                else bounded_document(self.redactor.data(alert.document)),
                 group_key(playbook, intake.params, intake.limit) if playbook else None,
                 STORM_GROUP_LIMIT if playbook else None,
             ),
         )
         assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int(cursor.lastrowid)
 
     def _append(
-        self, db: sqlite3.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]
+        self, db: db.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]
     ) -> None:
         # through the timeline's one redacting write path, in this store's transaction
         event = insert_event(db, self.redactor, incident_id, kind, message, actor="webhook", data=data)
         self._appended.append(event)
-
-    # workers ----------------------------------------------------------------------------------
-
-    def claim_next(self, group_wait: float = 0.0) -> list[int]:
-        """Take the oldest queued alert for a worker (queued -> claimed), with every queued alert
-        that may share its incident (same playbook, host limit and params but the container;
-        up to STORM_GROUP_LIMIT): an alert storm becomes one fleet incident. With
-        `group_wait`, an alert is taken only once it has waited that long for company (the
-        alerts of one Alertmanager notification arrive together and need no wait). Empty when
-        nothing is ready."""
-        cutoff = utc_iso(time.time() - group_wait) if group_wait > 0 else None
-        with self._workers_lock:
-            self._workers_db.execute("BEGIN IMMEDIATE")
-            try:
-                lead = self._workers_db.execute(
-                    "SELECT id, group_key, group_cap FROM alerts WHERE state='queued' ORDER BY id LIMIT 1"
-                ).fetchone()
-                if lead is None or (cutoff is not None and self._received(lead["id"]) > cutoff):
-                    self._workers_db.execute("COMMIT")
-                    return []
-                ids = [int(lead["id"])]
-                if lead["group_key"] is not None:
-                    ids += [
-                        int(row[0])
-                        for row in self._workers_db.execute(
-                            "SELECT id FROM alerts WHERE state='queued' AND group_key=? AND id>? ORDER BY id LIMIT ?",
-                            (lead["group_key"], lead["id"], max(0, int(lead["group_cap"] or 1) - 1)),
-                        )
-                    ]
-                self._workers_db.executemany(
-                    "UPDATE alerts SET state='claimed' WHERE id=? AND state='queued'", [(i,) for i in ids]
-                )
-                self._workers_db.execute("COMMIT")
-            except BaseException:
-                self._workers_db.execute("ROLLBACK")
-                raise
-        return ids
-
-    def _received(self, alert_id: int) -> str:
-        row = self._workers_db.execute("SELECT received_at FROM alerts WHERE id=?", (alert_id,)).fetchone()
-        return str(row[0]) if row else ""
-
-    def set_worker(self, alert_id: int, pid: int) -> None:
-        """Record which worker process runs the alert (crash recovery looks for it)."""
-        self._write_one("UPDATE alerts SET worker_pid=? WHERE id=?", (pid, alert_id))
-
-    def finish_claim(self, alert_id: int, reason: str) -> None:
-        """After the worker process ended: an alert still `claimed` never opened an incident."""
-        self._write_one(
-            "UPDATE alerts SET state='failed', reason=? WHERE id=? AND state='claimed'",
-            (reason[-2000:], alert_id),
-        )
-
-    def recover(self) -> tuple[int, list[tuple[int, str, int | None]]]:
-        """At start-up, after a crash: alerts claimed by a run that never opened its incident go
-        back to the queue (nothing ran); alerts whose incident is still `running` are returned
-        (alert id, incident, worker pid) so the caller can mark them interrupted once the old
-        worker is gone."""
-        requeued = self._write_one(
-            "UPDATE alerts SET state='queued', worker_pid=NULL WHERE state='claimed'", ()
-        )
-        with self._workers_lock:
-            rows = self._workers_db.execute(
-                "SELECT a.id, a.incident_id, a.worker_pid FROM alerts a JOIN incidents i ON i.id=a.incident_id "  # noqa: S608 - status constants, never input
-                "WHERE a.state='started' AND i.status IN " + UNATTENDED_SQL
-            ).fetchall()
-        return requeued, [(r[0], r[1], r[2]) for r in rows]
-
-    def open_incident_of(self, alert_id: int) -> str | None:
-        """The incident this alert's run opened, while it is still `running` or `blocked`: after
-        its worker process is gone, nobody is left to close it."""
-        with self._workers_lock:
-            row = self._workers_db.execute(
-                "SELECT a.incident_id FROM alerts a JOIN incidents i ON i.id=a.incident_id "  # noqa: S608 - status constants, never input
-                "WHERE a.id=? AND i.status IN " + UNATTENDED_SQL,
-                (alert_id,),
-            ).fetchone()
-        return str(row[0]) if row else None
-
-    def _write_one(self, sql: str, args: tuple[Any, ...]) -> int:
-        with self._workers_lock:
-            self._workers_db.execute("BEGIN IMMEDIATE")
-            try:
-                count = self._workers_db.execute(sql, args).rowcount
-                self._workers_db.execute("COMMIT")
-            except BaseException:
-                self._workers_db.execute("ROLLBACK")
-                raise
-        return count
-
-    def load(self, alert_id: int) -> QueuedAlert:
-        """The queued alert as its worker reads it."""
-        with self._workers_lock:
-            row = self._workers_db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
-        if row is None:
-            raise KeyError(alert_id)
-        return queued_alert(row)
-
-    def counts(self) -> dict[str, int]:
-        """Alerts by state (the server's /metrics)."""
-        with self._workers_lock:
-            rows = self._workers_db.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def ping(self) -> None:
-        """Readiness: the database answers a read."""
-        with self._workers_lock:
-            self._workers_db.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()

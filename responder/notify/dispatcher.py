@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from responder.notify.messages import (
@@ -28,6 +27,7 @@ from responder.notify.messages import (
     step_message,
 )
 from responder.notify.slack import DeliveryError, Transport
+from responder.store_location import DatabaseLocation
 from responder.timeline import Event, Redactor, Timeline
 from responder.vocabulary import EventKind, IncidentStatus
 
@@ -108,7 +108,7 @@ class SlackNotifier:
         self,
         transport: Transport,
         channel: str,
-        database: Path,
+        database: DatabaseLocation,
         secret: str,
         policy: RetryPolicy | None = None,
         pacer: ChannelPacer | None = None,

@@ -145,6 +145,13 @@ def run(job: dict[str, Any]) -> int:
             outcome = service.continue_after_approval(incident)
         finally:
             service.finish()
+    elif kind == "resume":  # taken over from a replica whose lease expired (server.replicas)
+        incident = str(job["incident"])
+        service = Service.for_incident(settings, incident)
+        try:
+            outcome = service.resume(incident, str(job["actor"]))
+        finally:
+            service.finish()
     elif kind == "release":
         incident = str(job["incident"])
         service = Service.for_incident(settings, incident)

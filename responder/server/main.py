@@ -191,8 +191,24 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
     # The alert writer is a thread; at CPython's default 5 ms switch interval every acknowledgement
     # would wait for the event loop to give up the GIL. 0.25 ms keeps the hand-over short.
     sys.setswitchinterval(0.00025)
+    duties = None
+    if settings.store is not None:  # replicas sharing a PostgreSQL store
+        from responder.server.replicas import ReplicaDuties
+
+        def taken_over(incident_id: str, reason: str) -> None:
+            abandon(settings, catalog, incident_id, reason)
+
+        duties = ReplicaDuties(settings.store, store, pool.wake, taken_over, pool.run_job)
+        log.info(
+            "store: %s, shared; this replica is %s (lease %.0f s)",
+            settings.store.url,
+            settings.store.controller,
+            settings.store.lease,
+        )
     pool.start()
     pool.wake()
+    if duties is not None:
+        duties.start()
     if slack is not None and slack.socket is not None:
         slack.socket.start()
     try:
@@ -207,6 +223,8 @@ def serve(settings: Settings, catalog: Catalog, auth: Auth, options: ServeOption
             handle_signals=True,
         )
     finally:
+        if duties is not None:
+            duties.stop()
         if slack is not None:
             slack.close()
         store.close()

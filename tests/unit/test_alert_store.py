@@ -1,11 +1,12 @@
 """The durable alert queue: dedup inside group commits, resolved alerts, claims, the container lock,
-crash recovery and a busy database. Real SQLite files, no server."""
+crash recovery and a busy database. Each test runs on a real SQLite file and on a real PostgreSQL
+database (tests/postgres.py), no server."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
-import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from responder import db
 from responder.catalog import load_catalog
 from responder.intake import alerts as alerts_mod
 from responder.intake import store as store_mod
@@ -22,6 +24,7 @@ from responder.intake.routing import Router
 from responder.intake.store import AlertStore, StoreUnavailable
 from responder.playbook.parse import load_playbook
 from responder.settings import shipped_dir
+from responder.store_location import DatabaseLocation
 from responder.timeline import ContainerBusy, Incident, Timeline
 from responder.vocabulary import IncidentStatus
 from tests.conftest import FIXTURES
@@ -37,10 +40,42 @@ def router() -> Router:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AlertStore]:
-    store = AlertStore(tmp_path / "timeline.db")
+def store(database: DatabaseLocation) -> Iterator[AlertStore]:
+    store = AlertStore(database)
     yield store
     store.close()
+
+
+@contextlib.contextmanager
+def write_lock_held(location: DatabaseLocation) -> Iterator[None]:
+    """Another writer holds the store's write lock (SQLite's, or the advisory lock every
+    PostgreSQL writer takes) until the block ends."""
+    blocker = db.connect(location)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def stored_bytes(location: DatabaseLocation) -> bytes:
+    """Everything the store holds: the SQLite file, or every row of every table as text."""
+    if isinstance(location, Path):  # with what the write-ahead log holds, not yet checkpointed
+        wal = location.with_name(location.name + "-wal")
+        return location.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    tables = ("incidents", "events", "steps", "evidence", "alerts", "claims")
+    return "\n".join(
+        str(row[0]) for table in tables for row in rows(location, f"SELECT row_to_json(t)::text FROM {table} t")
+    ).encode()
+
+
+def rows(location: DatabaseLocation, sql: str) -> list[tuple[Any, ...]]:
+    conn = db.connect(location)
+    try:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
 
 
 def burst_alert(n: int, status: str = "firing", starts: str = "2026-11-29T03:00:00Z") -> dict[str, Any]:
@@ -113,8 +148,7 @@ def test_any_permutation_of_a_duplicated_stream_queues_each_alert_once(
     by_key = {r.dedup_key: r.alert_id for r in queued}
     assert all(by_key[r.dedup_key] == r.alert_id for r in results)  # duplicates point at the first
     assert store.counts() == {"queued": 100}
-    db = sqlite3.connect(store.path)
-    assert db.execute("SELECT SUM(repeats) FROM alerts").fetchone()[0] == 900
+    assert rows(store.path, "SELECT SUM(repeats) FROM alerts")[0][0] == 900
 
 
 def test_same_alert_twice_in_one_batch(store: AlertStore, router: Router) -> None:
@@ -134,9 +168,9 @@ def test_falco_repeats_fold_within_the_window_only(store: AlertStore, router: Ro
     again = copy.deepcopy(FALCO)
     again["uuid"] = "another-delivery"
     assert decide(store, intake(router, again, alerts_mod.parse_falco)).result == "duplicate"
-    db = sqlite3.connect(store.path)
-    db.execute("UPDATE alerts SET expires_at=0")  # the window has passed
-    db.commit()
+    conn = db.connect(store.path)
+    conn.execute("UPDATE alerts SET expires_at=0")  # the window has passed
+    conn.close()
     assert decide(store, intake(router, again, alerts_mod.parse_falco)).result == "queued"
 
 
@@ -196,8 +230,8 @@ def test_an_alert_opens_at_most_one_incident(store: AlertStore, router: Router) 
     assert store.load(queued.alert_id).summary["alert_id"] == queued.alert_id
 
 
-def test_container_lock_is_held_while_the_incident_is_open(tmp_path: Path) -> None:
-    timeline = Timeline(tmp_path / "timeline.db")
+def test_container_lock_is_held_while_the_incident_is_open(database: DatabaseLocation) -> None:
+    timeline = Timeline(database)
     opened(timeline, incident(None, "local|all|web-1", number=1))
     with pytest.raises(ContainerBusy) as caught:
         opened(timeline, incident(None, "local|all|web-1", number=2))
@@ -223,35 +257,32 @@ def test_recover_requeues_claims_that_never_started(store: AlertStore, router: R
     assert store.claim_next() == [first.alert_id]
 
 
-def test_busy_database_is_unavailable_not_an_error_of_the_sender(tmp_path: Path, router: Router) -> None:
-    store = AlertStore(tmp_path / "timeline.db", busy_timeout=0.2)
-    blocker = sqlite3.connect(tmp_path / "timeline.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(StoreUnavailable, match="locked"):
-            store.submit([intake(router, burst_alert(1))])
-    finally:
-        blocker.execute("ROLLBACK")
+def test_busy_database_is_unavailable_not_an_error_of_the_sender(
+    database: DatabaseLocation, router: Router
+) -> None:
+    store = AlertStore(database, busy_timeout=0.2)
+    with write_lock_held(database), pytest.raises(StoreUnavailable, match="locked"):
+        store.submit([intake(router, burst_alert(1))])
     assert decide(store, intake(router, burst_alert(1))).result == "queued"  # nothing half-written
     store.close()
 
 
-def test_workers_are_woken_after_the_commit(tmp_path: Path, router: Router) -> None:
+def test_workers_are_woken_after_the_commit(database: DatabaseLocation, router: Router) -> None:
     woken = threading.Event()
-    store = AlertStore(tmp_path / "timeline.db", on_queued=woken.set)
+    store = AlertStore(database, on_queued=woken.set)
     decide(store, intake(router, burst_alert(1)))
     assert woken.wait(5)
     store.close()
 
 
 def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
-    tmp_path: Path, router: Router
+    database: DatabaseLocation, router: Router
 ) -> None:
     import asyncio
 
     from responder.intake import store as store_mod
 
-    store = AlertStore(tmp_path / "timeline.db")
+    store = AlertStore(database)
     first, second = intake(router, burst_alert(1)), intake(router, burst_alert(2))
 
     async def scenario() -> None:
@@ -268,41 +299,38 @@ def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
         await asyncio.sleep(store_mod.REPEAT_FLUSH + 0.3)
 
     asyncio.run(scenario())
-    db = sqlite3.connect(store.path)
-    assert db.execute("SELECT dedup_key, repeats FROM alerts ORDER BY id").fetchall() == [
+    assert rows(database, "SELECT dedup_key, repeats FROM alerts ORDER BY id") == [
         (first.alert.dedup_key, 6),
         (second.alert.dedup_key, 0),
     ]
     store.close()
 
 
-def test_memory_repeats_survive_a_busy_database_and_close(tmp_path: Path, router: Router) -> None:
+def test_memory_repeats_survive_a_busy_database_and_close(database: DatabaseLocation, router: Router) -> None:
     import asyncio
 
     from responder.intake import store as store_mod
 
-    store = AlertStore(tmp_path / "timeline.db")
+    store = AlertStore(database)
     first = intake(router, burst_alert(1))
-    blocker = sqlite3.connect(tmp_path / "timeline.db", isolation_level=None)
 
     async def scenario() -> None:
         await store.submit_async([first])
-        blocker.execute("BEGIN IMMEDIATE")
-        for _ in range(3):
-            assert store.known_duplicates([first.alert]) is not None
-        await asyncio.sleep(store_mod.REPEAT_FLUSH + 0.2)  # the write fails: database locked
+        with write_lock_held(database):
+            for _ in range(3):
+                assert store.known_duplicates([first.alert]) is not None
+            await asyncio.sleep(store_mod.REPEAT_FLUSH + 0.2)  # the write fails: database locked
 
     asyncio.run(scenario())
-    blocker.execute("ROLLBACK")
-    assert sqlite3.connect(store.path).execute("SELECT repeats FROM alerts").fetchall() == [(0,)]
+    assert rows(database, "SELECT repeats FROM alerts") == [(0,)]
     store.close()  # writes what is still counted
-    assert sqlite3.connect(store.path).execute("SELECT repeats FROM alerts").fetchall() == [(3,)]
+    assert rows(database, "SELECT repeats FROM alerts") == [(3,)]
 
 
-def test_windowed_repeats_expire_in_memory_too(tmp_path: Path, router: Router) -> None:
+def test_windowed_repeats_expire_in_memory_too(database: DatabaseLocation, router: Router) -> None:
     import asyncio
 
-    store = AlertStore(tmp_path / "timeline.db")
+    store = AlertStore(database)
     falco = intake(router, FALCO, alerts_mod.parse_falco)
 
     async def scenario() -> None:
@@ -334,7 +362,7 @@ def test_events_the_store_writes_pass_the_redacting_path(store: AlertStore, rout
     decide(store, Intake(forged, None))
     (event,) = list(timeline.events("INC-20261129-000000-0007"))
     assert event.kind == "alert_resolved" and secret not in event.message and "********" in event.message
-    assert secret.encode() not in store.path.read_bytes()
+    assert secret.encode() not in stored_bytes(store.path)
 
 
 # storms (#13) -----------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
+from responder import db
 from responder.ids import INCIDENT_ID, new_incident_id
+from responder.store_location import DatabaseLocation
 from responder.timeline import Incident, Redactor, Timeline
 from responder.vocabulary import IncidentStatus
 
@@ -39,8 +42,8 @@ def test_ids_sort_by_time_and_match_the_pattern() -> None:
     assert a[:19] <= b[:19]
 
 
-def test_events_are_sequenced_and_timestamped(tmp_path: Path) -> None:
-    tl = Timeline(tmp_path / "t.db")
+def test_events_are_sequenced_and_timestamped(database: DatabaseLocation) -> None:
+    tl = Timeline(database)
     iid = make(tl)
     for i in range(5):
         tl.append(iid, "note", f"m{i}", step="s", host="h", data={"i": i})
@@ -56,8 +59,8 @@ def test_wal_and_private_file(tmp_path: Path) -> None:
     assert (tmp_path / "t.db").stat().st_mode & 0o777 == 0o600
 
 
-def test_concurrent_writers_never_collide(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
+def test_concurrent_writers_never_collide(database: DatabaseLocation) -> None:
+    path = database
     iid = make(Timeline(path))
     errors: list[BaseException] = []
 
@@ -79,16 +82,16 @@ def test_concurrent_writers_never_collide(tmp_path: Path) -> None:
     assert seqs == list(range(1, 201))
 
 
-def test_redaction_reaches_messages_data_and_params(tmp_path: Path) -> None:
-    tl = Timeline(tmp_path / "t.db", Redactor(["hunter2-secret"]))
+def test_redaction_reaches_messages_data_and_params(database: DatabaseLocation) -> None:
+    tl = Timeline(database, Redactor(["hunter2-secret"]))
     iid = make(tl)
     tl.append(iid, "x", "token hunter2-secret leaked", data={"nested": ["a hunter2-secret b"]})
-    raw = sqlite3.connect(tmp_path / "t.db").execute("SELECT message, data FROM events").fetchall()
+    raw = [tuple(r) for r in db.connect(database).execute("SELECT message, data FROM events").fetchall()]
     assert "hunter2" not in str(raw)
 
 
-def test_step_ledger_keeps_outputs(tmp_path: Path) -> None:
-    tl = Timeline(tmp_path / "t.db")
+def test_step_ledger_keeps_outputs(database: DatabaseLocation) -> None:
+    tl = Timeline(database)
     iid = make(tl)
     tl.set_step(iid, "a", "running")
     tl.set_step(iid, "a", "succeeded", {"x": 1})
@@ -126,17 +129,23 @@ def test_a_database_from_before_the_webhook_is_migrated(tmp_path: Path) -> None:
     }
 
 
-def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> None:
-    """The CLI, its Slack thread and the server's workers may all open a new (or old) database at
-    the same moment: the schema and its migrations are applied exactly once."""
+def test_many_connections_opening_a_fresh_database_at_once(
+    database: DatabaseLocation, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The CLI, its Slack thread and the server's workers (or several replicas) may all open a
+    new database at the same moment: the schema and its migrations are applied exactly once."""
     import threading
 
     errors: list[BaseException] = []
     for round_ in range(5):
-        path = tmp_path / f"fresh{round_}.db"
+        path: DatabaseLocation = (
+            tmp_path / f"fresh{round_}.db"
+            if isinstance(database, Path)
+            else request.getfixturevalue("postgres_server").fresh_database()
+        )
         barrier = threading.Barrier(8)
 
-        def open_it(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+        def open_it(path: DatabaseLocation = path, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             try:
                 Timeline(path).close()
@@ -151,9 +160,9 @@ def test_many_connections_opening_a_fresh_database_at_once(tmp_path: Path) -> No
     assert errors == []
 
 
-def test_the_ledger_lists_steps_in_the_order_they_ran(tmp_path: Path) -> None:
+def test_the_ledger_lists_steps_in_the_order_they_ran(database: DatabaseLocation) -> None:
     """`responder show` and the run's last line list steps as they ran, not alphabetically."""
-    tl = Timeline(tmp_path / "t.db")
+    tl = Timeline(database)
     incident = make(tl)
     for step in ("preserve_logs", "isolate", "snapshot"):
         tl.set_step(incident, step, "running")
