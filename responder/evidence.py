@@ -17,6 +17,7 @@ from typing import Any
 from responder.errors import ResponderError
 from responder.ids import utc_now
 from responder.private_dirs import ensure_private_dir
+from responder.store_location import is_postgres
 from responder.timeline import EvidenceRecord, Timeline
 
 _NAME = re.compile(r"^[0-9a-f]{12}-[0-9TZ]+-[a-z0-9_]+\.[a-z.]+$")
@@ -187,10 +188,13 @@ def verify(timeline: Timeline, incident_id: str, evidence_root: Path | None = No
         if evidence_root is not None and _linked_below(evidence_root, path):
             results.append(Verification(record, "unsafe", None))
             continue
+        if is_postgres(timeline.path) and record.controller and record.controller != timeline.controller:
+            # Several controllers share a PostgreSQL timeline, and evidence stays on the one that
+            # collected it: a file at that path here is not that file. Verify it there.
+            results.append(Verification(record, "elsewhere", None))
+            continue
         if not path.is_file():
-            # Several controllers share a PostgreSQL timeline; evidence stays where it was collected.
-            away = record.controller and record.controller != timeline.controller
-            results.append(Verification(record, "elsewhere" if away else "missing", None))
+            results.append(Verification(record, "missing", None))
             continue
         digest = sha256_file(path)
         ok = digest == record.sha256_controller == record.sha256_source

@@ -176,9 +176,16 @@ class PgConnection:
                 self.location.url,
                 password=self.location.password,
                 autocommit=True,
-                connect_timeout=max(1, int(self.busy_timeout)),
+                connect_timeout=max(2, int(self.busy_timeout)),
                 application_name=f"responder@{self.location.controller}",
                 row_factory=_row_factory,
+                # A server that stops answering (its machine gone, a network partition) fails the
+                # call within seconds instead of holding it, and the lock it waits under, forever.
+                tcp_user_timeout=5000,
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=2,
             )
             # A writer waits this long for another's lock, then gives up as SQLite's busy_timeout does.
             conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")

@@ -8,6 +8,8 @@ the CLI next to them) share.
     controller = "ctl-1"                            # this controller's name; default: the host name
     lease = 30                                      # seconds a dead replica's alerts wait
 
+RESPONDER_STORE_URL, RESPONDER_STORE_CONTROLLER and RESPONDER_STORE_LEASE override the file.
+
 The password never travels on a command line or in the URL (a URL with one is refused): it comes
 from a file or the environment, and is kept out of `repr`, logs and the timeline."""
 
@@ -27,6 +29,8 @@ STORE_KEYS = {"url", "password_file", "controller", "lease"}
 PASSWORD_ENV = "RESPONDER_STORE_PASSWORD"  # noqa: S105 - the variable name, not a password
 PASSWORD_FILE_ENV = "RESPONDER_STORE_PASSWORD_FILE"  # noqa: S105 - the variable name
 URL_ENV = "RESPONDER_STORE_URL"
+CONTROLLER_ENV = "RESPONDER_STORE_CONTROLLER"
+LEASE_ENV = "RESPONDER_STORE_LEASE"
 DEFAULT_LEASE = 30.0
 _CONTROLLER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -69,12 +73,17 @@ def store_location(
             f"{source}: [store] url carries a password; put it in [store] password_file or "
             f"{PASSWORD_ENV} instead (a URL ends up on command lines and in logs)"
         )
-    controller = store.get("controller") or socket.gethostname().split(".")[0] or "controller"
+    controller = environ.get(CONTROLLER_ENV) or store.get("controller") or socket.gethostname().split(".")[0]
     if not isinstance(controller, str) or not _CONTROLLER.match(controller):
         raise ConfigError(
             f"{source}: [store] controller must be a short name ([A-Za-z0-9_.-]), got {controller!r}"
         )
-    lease = store.get("lease", DEFAULT_LEASE)
+    lease: Any = store.get("lease", DEFAULT_LEASE)
+    if environ.get(LEASE_ENV):
+        try:
+            lease = float(environ[LEASE_ENV])
+        except ValueError:
+            lease = environ[LEASE_ENV]
     if isinstance(lease, bool) or not isinstance(lease, int | float) or not 5 <= lease <= 3600:
         raise ConfigError(f"{source}: [store] lease must be seconds from 5 to 3600, got {lease!r}")
     return PostgresLocation(url, _password(store, environ, source), controller, float(lease))

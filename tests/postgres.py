@@ -25,7 +25,9 @@ class PostgresServer:
     address: str
     password: str
 
-    def location(self, database: str = "responder", controller: str = "ctl-a", lease: float = 30.0) -> PostgresLocation:
+    def location(
+        self, database: str = "responder", controller: str = "ctl-a", lease: float = 30.0
+    ) -> PostgresLocation:
         return PostgresLocation(
             f"postgresql://responder@{self.address}:5432/{database}", self.password, controller, lease
         )

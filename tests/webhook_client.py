@@ -57,8 +57,10 @@ class Server:
         env: Mapping[str, str] | None = None,
         secrets_dir: Path | None = None,
         auth: str = "both",
+        store: Any = None,
     ) -> None:
         self.data_dir = data_dir
+        self.store = store  # a PostgresLocation the server shares with others (set its env too)
         self.args = list(args)
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
@@ -157,6 +159,14 @@ class Server:
     # timeline ---------------------------------------------------------------------------------
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        if self.store is not None:
+            from responder import db as store_db
+
+            conn = store_db.connect(self.store, 10.0)
+            try:
+                return [tuple(row) for row in conn.execute(sql, args).fetchall()]
+            finally:
+                conn.close()
         db = sqlite3.connect(self.data_dir / "timeline.db", timeout=10)
         try:
             return db.execute(sql, args).fetchall()

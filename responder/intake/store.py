@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from responder import db
@@ -78,6 +79,7 @@ class AlertStore(WorkQueue):
         self._direct_lock = threading.Lock()
         self._loop_pending: list[tuple[Sequence[Intake], asyncio.Future[list[Decision]]]] = []
         self._loop_scheduled = False
+        self._writer: ThreadPoolExecutor | None = None  # PostgreSQL: group commits off the loop
         self._recent: dict[tuple[str, str], Seen] = {}
         self._repeats: dict[int, tuple[int, str, float | None]] = {}  # id -> (count, last seen, expires)
         self._memory_lock = threading.Lock()
@@ -146,6 +148,9 @@ class AlertStore(WorkQueue):
         self._repeat_flush_scheduled = False
         if not self._repeats:
             return
+        if isinstance(self.path, PostgresLocation):
+            self._pg_writer().submit(self._repeats_in_thread)
+            return
         if self._loop_db is None:
             self._loop_db = self._connect(busy_timeout=0.02)
         try:
@@ -154,10 +159,52 @@ class AlertStore(WorkQueue):
             self._repeat_flush_scheduled = True
             loop.call_later(REPEAT_FLUSH * 5, self._loop_write_repeats, loop)
 
+    def _repeats_in_thread(self) -> None:
+        """PostgreSQL: write the counted repeats on the writer thread; on failure they stay in
+        memory for the next commit (or close)."""
+        with contextlib.suppress(sqlite3.Error):
+            if self._loop_db is None:
+                self._loop_db = self._connect(busy_timeout=0.05)
+            self._transaction(self._loop_db, [])
+
     def _loop_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop_scheduled = False
         batch, self._loop_pending = self._loop_pending, []
-        self._loop_attempt(loop, batch, time.monotonic() + self.busy_timeout)
+        deadline = time.monotonic() + self.busy_timeout
+        if isinstance(self.path, PostgresLocation):
+            # Over the network a commit can stall (a failover, a partition): never on the event
+            # loop. One writer thread keeps the group commits in order.
+            self._pg_writer().submit(self._write_in_thread, loop, batch, deadline)
+            return
+        self._loop_attempt(loop, batch, deadline)
+
+    def _pg_writer(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-writer")
+        return self._writer
+
+    def _write_in_thread(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[Sequence[Intake], asyncio.Future[list[Decision]]]],
+        deadline: float,
+    ) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any]]
+        while True:
+            try:
+                if self._loop_db is None:
+                    self._loop_db = self._connect(busy_timeout=0.05)
+                results = self._transaction(self._loop_db, [intakes for intakes, _ in batch])
+                outcomes = [(future, d) for (_, future), d in zip(batch, results, strict=True)]
+            except sqlite3.OperationalError as exc:
+                if db.is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                outcomes = [(future, StoreUnavailable(str(exc))) for _, future in batch]
+            except Exception as exc:
+                outcomes = [(future, exc) for _, future in batch]
+            break
+        loop.call_soon_threadsafe(settle, outcomes)
 
     def _loop_attempt(
         self,
@@ -182,6 +229,8 @@ class AlertStore(WorkQueue):
 
     def close(self) -> None:
         """Write the repeats still counted in memory, then close the connections."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
         final = self._loop_db or self._connect()
         with contextlib.suppress(sqlite3.Error):
             self._transaction(final, [])

@@ -18,6 +18,7 @@ from typing import Any
 from responder import db
 from responder.ids import utc_iso
 from responder.intake.records import QueuedAlert, queued_alert
+from responder.store_location import DatabaseLocation
 from responder.vocabulary import UNATTENDED_SQL, IncidentStatus
 from responder.vocabulary import sql_in as db_in
 
@@ -29,6 +30,7 @@ class WorkQueue:
     _workers_lock: threading.Lock
     controller: str
     lease: float
+    path: DatabaseLocation
 
     def claim_next(self, group_wait: float = 0.0) -> list[int]:
         """Take the oldest queued alert for a worker (queued -> claimed), with every queued alert
@@ -218,6 +220,14 @@ class WorkQueue:
         return {r[0]: r[1] for r in rows}
 
     def ping(self) -> None:
-        """Readiness: the database answers a read."""
+        """Readiness: the database answers a read (on PostgreSQL, on a connection of its own, so
+        that a worker waiting on the database does not hold readiness up)."""
+        if db.is_postgres(self._workers_db):
+            conn = db.connect(self.path, 2.0)
+            try:
+                conn.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
+            finally:
+                conn.close()
+            return
         with self._workers_lock:
             self._workers_db.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()

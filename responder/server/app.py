@@ -11,6 +11,7 @@ answer 202. A playbook never runs inside a request: workers take committed alert
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,8 +195,11 @@ class _Handlers(Gate):
             problems.append("draining")
         if not self.state.pool.alive():
             problems.append("worker threads stopped")
-        try:
-            self.state.store.ping()
+        try:  # off the event loop, bounded: a database that stopped answering must not stall /readyz
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.run_in_executor(None, self.state.store.ping), timeout=5.0)
+        except TimeoutError:
+            problems.append("database: no answer within 5 s")
         except Exception as exc:
             problems.append(f"database: {exc}")
         if problems:

@@ -66,7 +66,9 @@ def stored_bytes(location: DatabaseLocation) -> bytes:
         return location.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
     tables = ("incidents", "events", "steps", "evidence", "alerts", "claims")
     return "\n".join(
-        str(row[0]) for table in tables for row in rows(location, f"SELECT row_to_json(t)::text FROM {table} t")
+        str(row[0])
+        for table in tables
+        for row in rows(location, f"SELECT row_to_json(t)::text FROM {table} t")
     ).encode()
 
 
