@@ -48,9 +48,13 @@ class PgRow(tuple[Any, ...]):
         return list(self._index)
 
 
+@functools.lru_cache(maxsize=256)
+def _index(names: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(names)}
+
+
 def _row_factory(cursor: Any) -> Any:
-    description = cursor.description or []
-    index = {column.name: i for i, column in enumerate(description)}
+    index = _index(tuple(column.name for column in cursor.description or ()))
     return lambda values: PgRow(values, index)
 
 
@@ -214,6 +218,24 @@ class PgConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
         """Run one statement for each row of parameters."""
         return self.cursor().executemany(sql, rows)
+
+    def pipeline(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Run statements (written for SQLite) in one pipeline, in order, in the open
+        transaction: one round trip for all of them. Returns each one's first row."""
+        import psycopg
+
+        conn = self._conn
+        try:
+            with conn.pipeline() as pipe:
+                cursors = []
+                for sql, params in statements:
+                    cursor = conn.cursor()
+                    cursor.execute(translate(sql)[-1], tuple(params))
+                    cursors.append(cursor)
+                pipe.sync()
+                return [cursor.fetchone() for cursor in cursors]
+        except psycopg.Error as exc:
+            raise _translated_error(exc) from exc
 
     def notify(self) -> None:
         """Tell idle workers on every replica that an alert is ready (delivered on commit)."""

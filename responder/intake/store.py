@@ -20,6 +20,7 @@ from responder import db
 from responder.errors import Unavailable
 from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
+from responder.intake.pipelined import decide_pipelined
 from responder.intake.records import (
     STORM_GROUP_LIMIT,
     Decision,
@@ -38,6 +39,11 @@ from responder.timeline import Event, Redactor, insert_event
 from responder.vocabulary import EventKind
 
 DEFAULT_WINDOW = 600
+INSERT_ALERT = (
+    "INSERT INTO alerts (received_at, source, status, dedup_key, expires_at, name, host, container, "
+    "state, reason, playbook, playbook_path, params, host_limit, lock_key, incident_id, document, "
+    "group_key, group_cap) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 RECENT_LIMIT = 200_000  # alert identities remembered for the duplicate fast path
 REPEAT_FLUSH = 0.2  # seconds before counted repeats are written
 
@@ -80,6 +86,7 @@ class AlertStore(WorkQueue):
         self._loop_pending: list[tuple[Sequence[Intake], asyncio.Future[list[Decision]]]] = []
         self._loop_scheduled = False
         self._writer: ThreadPoolExecutor | None = None  # PostgreSQL: group commits off the loop
+        self._writing = False  # a PostgreSQL group commit is in flight
         self._recent: dict[tuple[str, str], Seen] = {}
         self._repeats: dict[int, tuple[int, str, float | None]] = {}  # id -> (count, last seen, expires)
         self._memory_lock = threading.Lock()
@@ -164,7 +171,7 @@ class AlertStore(WorkQueue):
         memory for the next commit (or close)."""
         with contextlib.suppress(sqlite3.Error):
             if self._loop_db is None:
-                self._loop_db = self._connect(busy_timeout=0.05)
+                self._loop_db = self._connect()
             self._transaction(self._loop_db, [])
 
     def _loop_flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -173,10 +180,26 @@ class AlertStore(WorkQueue):
         deadline = time.monotonic() + self.busy_timeout
         if isinstance(self.path, PostgresLocation):
             # Over the network a commit can stall (a failover, a partition): never on the event
-            # loop. One writer thread keeps the group commits in order.
+            # loop. One writer thread, one group commit at a time: what arrives while one is in
+            # flight waits for it and goes in the next, together (a group commit per round trip,
+            # not per turn of the loop).
+            if self._writing:
+                self._loop_pending[:0] = batch
+                return
+            self._writing = True
             self._pg_writer().submit(self._write_in_thread, loop, batch, deadline)
             return
         self._loop_attempt(loop, batch, deadline)
+
+    def _written(
+        self, loop: asyncio.AbstractEventLoop, outcomes: list[tuple[asyncio.Future[Any], Any]]
+    ) -> None:
+        """On the loop, after a PostgreSQL group commit: answer its requests, start the next."""
+        self._writing = False
+        settle(outcomes)
+        if self._loop_pending and not self._loop_scheduled:
+            self._loop_scheduled = True
+            loop.call_soon(self._loop_flush, loop)
 
     def _pg_writer(self) -> ThreadPoolExecutor:
         if self._writer is None:
@@ -193,7 +216,9 @@ class AlertStore(WorkQueue):
         while True:
             try:
                 if self._loop_db is None:
-                    self._loop_db = self._connect(busy_timeout=0.05)
+                    # waits for another replica's write lock in the server's queue (no polling),
+                    # up to busy_timeout; the event loop is not the one waiting
+                    self._loop_db = self._connect()
                 results = self._transaction(self._loop_db, [intakes for intakes, _ in batch])
                 outcomes = [(future, d) for (_, future), d in zip(batch, results, strict=True)]
             except sqlite3.OperationalError as exc:
@@ -204,7 +229,7 @@ class AlertStore(WorkQueue):
             except Exception as exc:
                 outcomes = [(future, exc) for _, future in batch]
             break
-        loop.call_soon_threadsafe(settle, outcomes)
+        loop.call_soon_threadsafe(self._written, loop, outcomes)
 
     def _loop_attempt(
         self,
@@ -249,8 +274,16 @@ class AlertStore(WorkQueue):
             db.execute("BEGIN IMMEDIATE")
             now, now_iso = time.time(), utc_now()  # one clock reading per group commit
             self._write_repeats(db, repeats)
-            for intakes in batch:
-                results.append([self._decide(db, i, now, now_iso) for i in intakes])
+            if getattr(db, "dialect", "") == "postgresql" and all(
+                i.alert.status == FIRING for intakes in batch for i in intakes
+            ):
+                flat = decide_pipelined(self, db, [i for intakes in batch for i in intakes], now, now_iso)
+                for intakes in batch:
+                    results.append(flat[: len(intakes)])
+                    flat = flat[len(intakes) :]
+            else:
+                for intakes in batch:
+                    results.append([self._decide(db, i, now, now_iso) for i in intakes])
             if getattr(db, "dialect", "") == "postgresql" and any(
                 d.result == "queued" for decisions in results for d in decisions
             ):
@@ -342,6 +375,17 @@ class AlertStore(WorkQueue):
             return Decision("duplicate", previous["id"], alert.dedup_key, previous["incident_id"])
         if alert.status != FIRING:
             return self._resolved(db, intake, now_iso)
+        state, reason, expires_at, lock = self.firing_plan(intake, now)
+        playbook = intake.route.playbook if intake.route else None
+        alert_id = self._insert(
+            db, intake, state=state, reason=reason, received_at=now_iso, expires_at=expires_at, lock=lock
+        )
+        return Decision(state, alert_id, alert.dedup_key, None, playbook.name if playbook else None, reason)
+
+    def firing_plan(self, intake: Intake, now: float) -> tuple[str, str | None, float | None, str | None]:
+        """A new firing alert's state, reason, expiry and container lock, before it is written."""
+        alert = intake.alert
+        window = intake.route.window if intake.route else DEFAULT_WINDOW
         if intake.no_action:
             state, reason = "no_action", intake.no_action
         elif intake.route is None:
@@ -351,19 +395,12 @@ class AlertStore(WorkQueue):
         else:
             state, reason = "queued", None
         playbook = intake.route.playbook if intake.route else None
-        params = intake.params or {}
-        alert_id = self._insert(
-            db,
-            intake,
-            state=state,
-            reason=reason,
-            received_at=now_iso,
-            expires_at=now + window if alert.windowed else None,
-            lock=lock_key(playbook, params, intake.limit, self.inventory)
+        lock = (
+            lock_key(playbook, intake.params or {}, intake.limit, self.inventory)
             if state == "queued" and playbook
-            else None,
+            else None
         )
-        return Decision(state, alert_id, alert.dedup_key, None, playbook.name if playbook else None, reason)
+        return state, reason, now + window if alert.windowed else None, lock
 
     def _resolved(self, db: db.Connection, intake: Intake, now_iso: str) -> Decision:
         """A resolved alert is recorded and told to its incident; it never triggers or undoes anything."""
@@ -406,41 +443,56 @@ class AlertStore(WorkQueue):
         lock: str | None,
         incident_id: str | None = None,
     ) -> int:
-        alert = intake.alert
-        playbook = intake.route.playbook if intake.route and state == "queued" else None
-        cursor = db.execute(
-            "INSERT INTO alerts (received_at, source, status, dedup_key, expires_at, name, host, container, "
-            "state, reason, playbook, playbook_path, params, host_limit, lock_key, incident_id, document, "
-            "group_key, group_cap) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                received_at,
-                str(alert.source),
-                alert.status,
-                alert.dedup_key,
-                expires_at,
-                # the alert's own text is the sender's: a secret this process knows never lands
-                # in the alert record either, as on the events (the worker reads the document)
-                self.redactor.text(alert.name),
-                alert.host,
-                alert.container,
-                state,
-                reason,
-                playbook.name if playbook else (intake.route.playbook.name if intake.route else None),
-                str(playbook.source) if playbook else None,
-                dump(intake.params) if intake.params is not None else None,
-                intake.limit,
-                lock,
-                incident_id,
-                # A queued alert's worker reads its whole document; the rest are kept for the record.
-                dump(self.redactor.data(alert.document))
-                if state == "queued"
-                else bounded_document(self.redactor.data(alert.document)),
-                group_key(playbook, intake.params, intake.limit) if playbook else None,
-                STORM_GROUP_LIMIT if playbook else None,
-            ),
-        )
+        row = self.alert_row(intake, state, reason, received_at, expires_at, lock, incident_id)
+        cursor = db.execute(INSERT_ALERT, row)
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)
+
+    def alert_row(
+        self,
+        intake: Intake,
+        state: str,
+        reason: str | None,
+        received_at: str,
+        expires_at: float | None,
+        lock: str | None,
+        incident_id: str | None = None,
+    ) -> tuple[Any, ...]:
+        """The values of INSERT_ALERT for one alert."""
+        alert = intake.alert
+        playbook = intake.route.playbook if intake.route and state == "queued" else None
+        return (
+            received_at,
+            str(alert.source),
+            alert.status,
+            alert.dedup_key,
+            expires_at,
+            # the alert's own text is the sender's: a secret this process knows never lands
+            # in the alert record either, as on the events (the worker reads the document)
+            self.redactor.text(alert.name),
+            alert.host,
+            alert.container,
+            state,
+            reason,
+            playbook.name if playbook else (intake.route.playbook.name if intake.route else None),
+            str(playbook.source) if playbook else None,
+            dump(intake.params) if intake.params is not None else None,
+            intake.limit,
+            lock,
+            incident_id,
+            # A queued alert's worker reads its whole document; the rest are kept for the record.
+            dump(self.redactor.data(alert.document))
+            if state == "queued"
+            else bounded_document(self.redactor.data(alert.document)),
+            group_key(playbook, intake.params, intake.limit) if playbook else None,
+            STORM_GROUP_LIMIT if playbook else None,
+        )
+
+    def append_event(
+        self, db: db.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]
+    ) -> None:
+        """An event in this store's transaction (the pipelined PostgreSQL path writes them too)."""
+        self._append(db, incident_id, kind, message, data)
 
     def _append(
         self, db: db.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]

@@ -190,6 +190,26 @@ def test_the_container_lock_holds_between_the_cli_on_one_controller_and_an_alert
     assert verified.returncode == 0, verified.output
     assert "held by controller ctl-a" in verified.stdout and "MISSING" not in verified.stdout
     assert run_cli("evidence", "verify", holder, data_dir=cli_data, env=replicas.env("ctl-a")).returncode == 0
+    # every other command works the same on the shared store, from either controller
+    approved = run_cli(
+        "approve",
+        holder,
+        "--all",
+        "--as",
+        "lead@oncall",
+        data_dir=cli_data,
+        env=replicas.env("ctl-a"),
+        timeout=600,
+    )
+    assert approved.returncode == 0, approved.output
+    released = run_cli(
+        "release", holder, "--reason", "cleared", data_dir=cli_data, env=replicas.env("ctl-a"), timeout=600
+    )
+    assert released.returncode == 0, released.output
+    listed = run_cli("incidents", data_dir=elsewhere, env=replicas.env("ctl-b"))
+    assert holder in listed.stdout, listed.output
+    exported = run_cli("export", holder, "-f", "json", data_dir=elsewhere, env=replicas.env("ctl-b"))
+    assert exported.returncode == 0 and '"incident_released"' in exported.stdout, exported.output[-2000:]
 
 
 def test_store_status_migrate_and_readiness_follow_the_database(

@@ -324,7 +324,10 @@ def test_memory_repeats_survive_a_busy_database_and_close(database: DatabaseLoca
             await asyncio.sleep(store_mod.REPEAT_FLUSH + 0.2)  # the write fails: database locked
 
     asyncio.run(scenario())
-    assert rows(database, "SELECT repeats FROM alerts") == [(0,)]
+    # SQLite's loop gives up at once and keeps them in memory; PostgreSQL's writer thread (off the
+    # loop) may wait for the lock and write them when it is released. Never lost, never doubled.
+    expected = [[(0,)]] if isinstance(database, Path) else [[(0,)], [(3,)]]
+    assert rows(database, "SELECT repeats FROM alerts") in expected
     store.close()  # writes what is still counted
     assert rows(database, "SELECT repeats FROM alerts") == [(3,)]
 
