@@ -18,7 +18,7 @@ from responder.intake.alerts import Alert
 from responder.intake.routing import Route
 from responder.playbook.model import Playbook
 from responder.store_location import DatabaseLocation
-from responder.timeline import Timeline, insert_event
+from responder.timeline import Redactor, Timeline, insert_event
 from responder.vocabulary import EventKind
 
 
@@ -235,3 +235,44 @@ def settle(pairs: Sequence[tuple[Future[list[Decision]] | asyncio.Future[list[De
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+def alert_row(
+    intake: Intake,
+    redactor: Redactor,
+    state: str,
+    reason: str | None,
+    received_at: str,
+    expires_at: float | None,
+    lock: str | None,
+    incident_id: str | None = None,
+) -> tuple[Any, ...]:
+    """The values of intake.store.INSERT_ALERT for one alert; known secrets redacted from its text."""
+    alert = intake.alert
+    playbook = intake.route.playbook if intake.route and state == "queued" else None
+    return (
+        received_at,
+        str(alert.source),
+        alert.status,
+        alert.dedup_key,
+        expires_at,
+        # the alert's own text is the sender's: a secret this process knows never lands
+        # in the alert record either, as on the events (the worker reads the document)
+        redactor.text(alert.name),
+        alert.host,
+        alert.container,
+        state,
+        reason,
+        playbook.name if playbook else (intake.route.playbook.name if intake.route else None),
+        str(playbook.source) if playbook else None,
+        dump(intake.params) if intake.params is not None else None,
+        intake.limit,
+        lock,
+        incident_id,
+        # A queued alert's worker reads its whole document; the rest are kept for the record.
+        dump(redactor.data(alert.document))
+        if state == "queued"
+        else bounded_document(redactor.data(alert.document)),
+        group_key(playbook, intake.params, intake.limit) if playbook else None,
+        STORM_GROUP_LIMIT if playbook else None,
+    )

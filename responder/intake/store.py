@@ -22,13 +22,10 @@ from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
 from responder.intake.pipelined import decide_pipelined
 from responder.intake.records import (
-    STORM_GROUP_LIMIT,
     Decision,
     Intake,
     Seen,
-    bounded_document,
-    dump,
-    group_key,
+    alert_row,
     settle,
 )
 from responder.intake.work_queue import WorkQueue
@@ -458,35 +455,8 @@ class AlertStore(WorkQueue):
         lock: str | None,
         incident_id: str | None = None,
     ) -> tuple[Any, ...]:
-        """The values of INSERT_ALERT for one alert."""
-        alert = intake.alert
-        playbook = intake.route.playbook if intake.route and state == "queued" else None
-        return (
-            received_at,
-            str(alert.source),
-            alert.status,
-            alert.dedup_key,
-            expires_at,
-            # the alert's own text is the sender's: a secret this process knows never lands
-            # in the alert record either, as on the events (the worker reads the document)
-            self.redactor.text(alert.name),
-            alert.host,
-            alert.container,
-            state,
-            reason,
-            playbook.name if playbook else (intake.route.playbook.name if intake.route else None),
-            str(playbook.source) if playbook else None,
-            dump(intake.params) if intake.params is not None else None,
-            intake.limit,
-            lock,
-            incident_id,
-            # A queued alert's worker reads its whole document; the rest are kept for the record.
-            dump(self.redactor.data(alert.document))
-            if state == "queued"
-            else bounded_document(self.redactor.data(alert.document)),
-            group_key(playbook, intake.params, intake.limit) if playbook else None,
-            STORM_GROUP_LIMIT if playbook else None,
-        )
+        """The values of INSERT_ALERT for one alert (records.alert_row, with this store's redactor)."""
+        return alert_row(intake, self.redactor, state, reason, received_at, expires_at, lock, incident_id)
 
     def append_event(
         self, db: db.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]

@@ -18,6 +18,7 @@ import pytest
 from responder import db
 from responder.catalog import load_catalog
 from responder.intake import alerts as alerts_mod
+from responder.intake import records as records_mod
 from responder.intake import store as store_mod
 from responder.intake.records import AlertClaimLost, Intake, mark_started
 from responder.intake.routing import Router
@@ -282,7 +283,6 @@ def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
 ) -> None:
     import asyncio
 
-    from responder.intake import store as store_mod
 
     store = AlertStore(database)
     first, second = intake(router, burst_alert(1)), intake(router, burst_alert(2))
@@ -311,7 +311,6 @@ def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
 def test_memory_repeats_survive_a_busy_database_and_close(database: DatabaseLocation, router: Router) -> None:
     import asyncio
 
-    from responder.intake import store as store_mod
 
     store = AlertStore(database)
     first = intake(router, burst_alert(1))
@@ -405,7 +404,7 @@ def test_a_storm_is_one_group_past_max_targets_and_split_only_at_the_storm_limit
     # Each alert names its own container: max_targets (a cap on selectors) does not slice them.
     ids = [decide(store, intake(shipped_router, compromised(f"web-{i}"))).alert_id for i in range(53)]
     assert store.claim_next() == ids  # contain-container's max_targets is 50
-    monkeypatch.setattr(store_mod, "STORM_GROUP_LIMIT", 20)
+    monkeypatch.setattr(records_mod, "STORM_GROUP_LIMIT", 20)
     more = [decide(store, intake(shipped_router, compromised(f"app-{i}"))).alert_id for i in range(23)]
     assert store.claim_next() == more[:20] and store.claim_next() == more[20:]
 
