@@ -283,7 +283,6 @@ def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
 ) -> None:
     import asyncio
 
-
     store = AlertStore(database)
     first, second = intake(router, burst_alert(1)), intake(router, burst_alert(2))
 
@@ -310,7 +309,6 @@ def test_server_path_answers_known_repeats_from_memory_and_writes_them_soon(
 
 def test_memory_repeats_survive_a_busy_database_and_close(database: DatabaseLocation, router: Router) -> None:
     import asyncio
-
 
     store = AlertStore(database)
     first = intake(router, burst_alert(1))
