@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from responder.store_location import PostgresLocation
 
@@ -62,12 +64,16 @@ def start_postgres(timeout: float = 60) -> PostgresServer:
 
     password = secrets.token_urlsafe(18)
     name = f"responder-pg-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-e", f"POSTGRES_PASSWORD={password}",
-         "--tmpfs", "/var/lib/postgresql/data:uid=100,gid=103,mode=0700", IMAGE],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as private:  # the password never on a command line
+        env_file = Path(private) / "env"
+        env_file.write_text(f"POSTGRES_PASSWORD={password}\n")
+        env_file.chmod(0o600)
+        subprocess.run(
+            ["docker", "run", "-d", "--name", name, "--env-file", str(env_file),
+             "--tmpfs", "/var/lib/postgresql/data:uid=100,gid=103,mode=0700", IMAGE],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
     info = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, check=True).stdout)[0]
     server = PostgresServer(name, info["NetworkSettings"]["IPAddress"], password)
     deadline = time.monotonic() + timeout
