@@ -1,4 +1,5 @@
-"""PostgreSQL: a group commit's firing alerts decided in one round trip.
+"""PostgreSQL: a group commit's firing alerts decided in one round trip (and the repeats counted in
+memory since the last commit added in one more: store._write_repeats).
 
 On SQLite each alert is two statements on a local file: microseconds. Over the network each
 statement is a round trip, and on a busy server the writer thread also waits for the GIL after
@@ -37,6 +38,11 @@ DECIDE = (
 )
 
 
+def pipeline(conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    """Statements in one round trip on a postgres.PgConnection; each one's first row."""
+    return list(conn.pipeline(statements)) if statements else []
+
+
 def decide_pipelined(
     store: AlertStore, conn: Any, intakes: Sequence[Intake], now: float, now_iso: str
 ) -> list[Decision]:
@@ -56,7 +62,7 @@ def decide_pipelined(
         statements.append(
             (DECIDE, lookup + store.alert_row(intake, state, reason, now_iso, expires_at, lock))
         )
-    rows = conn.pipeline(statements)
+    rows = pipeline(conn, statements)
     decisions = []
     for intake, (state, reason, _, _), row in zip(intakes, plans, rows, strict=True):
         alert = intake.alert

@@ -20,7 +20,7 @@ from responder import db
 from responder.errors import Unavailable
 from responder.ids import utc_now
 from responder.intake.alerts import FIRING, Alert
-from responder.intake.pipelined import decide_pipelined
+from responder.intake.pipelined import decide_pipelined, pipeline
 from responder.intake.records import (
     Decision,
     Intake,
@@ -36,6 +36,12 @@ from responder.timeline import Event, Redactor, insert_event
 from responder.vocabulary import EventKind
 
 DEFAULT_WINDOW = 600
+# Repeats counted in memory since the last commit, added to their alert (RETURNING for its event).
+REPEAT_COUNT = (
+    "UPDATE alerts SET repeats=repeats+?, last_seen=?, "
+    "expires_at=CASE WHEN expires_at IS NULL OR expires_at >= ? THEN expires_at ELSE ? END "
+    "WHERE id=? RETURNING incident_id, source, name, status, dedup_key"
+)
 INSERT_ALERT = (
     "INSERT INTO alerts (received_at, source, status, dedup_key, expires_at, name, host, container, "
     "state, reason, playbook, playbook_path, params, host_limit, lock_key, incident_id, document, "
@@ -320,13 +326,15 @@ class AlertStore(WorkQueue):
                 del self._recent[next(iter(self._recent))]
 
     def _write_repeats(self, db: db.Connection, repeats: dict[int, tuple[int, str, float | None]]) -> None:
-        for alert_id, (count, seen_at, expires) in repeats.items():
-            row = db.execute(
-                "UPDATE alerts SET repeats=repeats+?, last_seen=?, "
-                "expires_at=CASE WHEN expires_at IS NULL OR expires_at >= ? THEN expires_at ELSE ? END "
-                "WHERE id=? RETURNING incident_id, source, name, status, dedup_key",
-                (count, seen_at, float(expires or 0), float(expires or 0), alert_id),
-            ).fetchone()
+        statements = [
+            (REPEAT_COUNT, (count, seen_at, float(expires or 0), float(expires or 0), alert_id))
+            for alert_id, (count, seen_at, expires) in repeats.items()
+        ]
+        if getattr(db, "dialect", "") == "postgresql":
+            rows = pipeline(db, statements)
+        else:  # one statement at a time on the local file: microseconds each
+            rows = [db.execute(sql, args).fetchone() for sql, args in statements]
+        for (alert_id, (count, _, _)), row in zip(repeats.items(), rows, strict=True):
             if row is not None and row["incident_id"] and row["status"] == FIRING:
                 times = "once" if count == 1 else f"{count} times"
                 self._append(
