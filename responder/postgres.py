@@ -62,8 +62,8 @@ def _row_factory(cursor: Any) -> Any:
 def translate(sql: str) -> tuple[str, ...]:
     """The statements PostgreSQL runs for one statement written for SQLite."""
     text = sql.strip()
-    if text.upper() == "BEGIN IMMEDIATE":
-        return ("BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+    if text.upper() == "BEGIN IMMEDIATE":  # one round trip: a simple query may hold two statements
+        return (f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})",)
     text = text.replace("%", "%%").replace("?", "%s")
     text = text.replace("ORDER BY rowid", "ORDER BY ord")
     if _ID_TABLES.match(text) and "RETURNING" not in text.upper():

@@ -290,8 +290,10 @@ class AlertStore(WorkQueue):
             if getattr(db, "dialect", "") == "postgresql" and any(
                 d.result == "queued" for decisions in results for d in decisions
             ):
-                db.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # idle workers of every replica, on commit
-            db.execute("COMMIT")
+                # idle workers of every replica hear of it when it commits (one round trip for both)
+                db.execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")
+            else:
+                db.execute("COMMIT")
         except BaseException:
             self._appended.clear()
             if db.in_transaction:
