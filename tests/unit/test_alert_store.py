@@ -8,6 +8,7 @@ import contextlib
 import copy
 import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -420,3 +421,36 @@ def test_alerts_of_a_playbook_without_a_targets_param_are_never_grouped(
     second = decide(store, intake(router, burst_alert(2)))
     assert store.claim_next() == [first.alert_id]
     assert store.claim_next() == [second.alert_id]
+
+
+def test_a_queued_alert_is_announced_to_every_replica_on_commit(postgres_server: Any, router: Router) -> None:
+    """PostgreSQL: idle workers of every replica LISTEN; a commit that queues an alert NOTIFYs
+    them (and one that queues nothing, a repeat, does not)."""
+    import threading as threads
+
+    from responder.postgres import listen
+
+    location = postgres_server.fresh_database()
+    store = AlertStore(location)
+    heard: list[bool] = []
+    listener = listen(location, timeout=3.0)
+    ready = threads.Event()
+
+    def wait_once() -> None:
+        ready.set()
+        heard.append(next(listener))
+
+    first = threads.Thread(target=wait_once)
+    first.start()
+    ready.wait()
+    time.sleep(0.5)  # LISTEN is registered by the first next()
+    decide(store, intake(router, burst_alert(1)))
+    first.join()
+    assert heard == [True]
+    again = threads.Thread(target=wait_once)
+    again.start()
+    decide(store, intake(router, burst_alert(1)))  # a repeat: nothing new to take
+    again.join()
+    assert heard == [True, False]
+    listener.close()
+    store.close()
