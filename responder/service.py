@@ -65,6 +65,23 @@ class AlertRun:
     attached_to: str | None = None
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back (not lost) while an interrupted run is put on record: a
+    worker may get several at once (its server's death, Ansible's process group being stopped),
+    and one arriving halfway would leave the incident `running` with nobody to finish it."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Service:
     """An engine wired to a progress display and, when configured, to Slack.
 
@@ -283,11 +300,12 @@ class Service:
                     # `running` with nobody left to finish it.
                     orphan = self.timeline.open_incident_for_alert(alert.id)
                     if orphan is not None:
-                        self.engine.abandon(
-                            orphan,
-                            f"the worker stopped mid-run ({type(exc).__name__}); "
-                            f"resume with `responder resume {orphan}`",
-                        )
+                        with signals_held():  # more signals wait until it is on record
+                            self.engine.abandon(
+                                orphan,
+                                f"the worker stopped mid-run ({type(exc).__name__}); "
+                                f"resume with `responder resume {orphan}`",
+                            )
                     raise
         except ContainerBusy as exc:
             for member in group:
