@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from responder.intake.records import Decision, Intake
+from responder.intake.records import Decision, Intake, alert_row
 from responder.vocabulary import EventKind
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def decide_pipelined(
         plans.append(plan)
         lookup = (now_iso, now + window, alert.dedup_key, alert.status, now, False, not intake.acts)
         statements.append(
-            (DECIDE, lookup + store.alert_row(intake, state, reason, now_iso, expires_at, lock))
+            (DECIDE, lookup + alert_row(intake, store.redactor, state, reason, now_iso, expires_at, lock))
         )
     rows = pipeline(conn, statements)
     decisions = []

@@ -450,23 +450,10 @@ class AlertStore(WorkQueue):
         lock: str | None,
         incident_id: str | None = None,
     ) -> int:
-        row = self.alert_row(intake, state, reason, received_at, expires_at, lock, incident_id)
+        row = alert_row(intake, self.redactor, state, reason, received_at, expires_at, lock, incident_id)
         cursor = db.execute(INSERT_ALERT, row)
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)
-
-    def alert_row(
-        self,
-        intake: Intake,
-        state: str,
-        reason: str | None,
-        received_at: str,
-        expires_at: float | None,
-        lock: str | None,
-        incident_id: str | None = None,
-    ) -> tuple[Any, ...]:
-        """The values of INSERT_ALERT for one alert (records.alert_row, with this store's redactor)."""
-        return alert_row(intake, self.redactor, state, reason, received_at, expires_at, lock, incident_id)
 
     def append_event(
         self, db: db.Connection, incident_id: str, kind: str, message: str, data: dict[str, Any]
